@@ -1,0 +1,204 @@
+"""The x86 CPU: a Unicorn engine in 32-bit mode plus what Unicorn does not expose.
+
+Unicorn never runs QEMU's interrupt delivery, so three fields of QEMU's CPU state that
+delivery would use or reset are reached here through the saved CPU context:
+
+* ``error_code``: the error code of the exception just raised (#GP selector, #PF bits);
+* ``exception_is_int``: set for ``INT n`` / ``INT3`` / ``INTO``, clear for faults;
+* ``old_exception``: the "previous exception" that QEMU's double-fault logic consults.
+  Delivery resets it; Unicorn never does, so a second, unrelated fault would come back
+  as #DF (../shared/research/linux-on-unicorn.md, item 1). :meth:`Cpu.end_exception`
+  resets it.
+
+Their offsets inside the context are found once per process by raising known
+exceptions in a scratch engine (:func:`context_offsets`), so a Unicorn build with a
+different layout is detected instead of silently corrupted; tests/unicorn pins them.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import struct
+from dataclasses import dataclass
+
+from unicorn import UC_ARCH_X86, UC_HOOK_INTR, UC_MODE_32, UC_PROT_ALL, Uc, UcError
+from unicorn import x86_const as X
+
+# Registers saved in images and read in batches: the architectural state of a 32-bit PC.
+GPRS = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi", "eip", "eflags")
+SEGMENTS = ("es", "cs", "ss", "ds", "fs", "gs")
+CONTROL = ("cr0", "cr2", "cr3", "cr4")
+TABLES = ("gdtr", "idtr", "ldtr", "tr")
+REG_ID = {name: getattr(X, f"UC_X86_REG_{name.upper()}") for name in GPRS + SEGMENTS + CONTROL + TABLES}
+
+EFLAGS_TF = 1 << 8
+EFLAGS_IF = 1 << 9
+EFLAGS_DF = 1 << 10
+EFLAGS_IOPL = 3 << 12
+EFLAGS_NT = 1 << 14
+EFLAGS_RF = 1 << 16
+EFLAGS_VM = 1 << 17
+
+CR0_PE = 1 << 0
+CR0_WP = 1 << 16
+CR0_PG = 1 << 31
+
+
+@dataclass(frozen=True)
+class ContextOffsets:
+    """Byte offsets of QEMU's exception bookkeeping inside a Unicorn CPU context."""
+
+    error_code: int
+    exception_is_int: int
+    old_exception: int
+    size: int
+
+
+def _context_bytes(uc: Uc) -> bytes:
+    ctx = uc.context_save()
+    return ctypes.string_at(ctx.context.value, ctx.size)
+
+
+def _probe(code: bytes) -> tuple[bytes, bytes]:
+    """Run ``code`` at ring 0 in a flat scratch machine until its first exception."""
+    uc = Uc(UC_ARCH_X86, UC_MODE_32)
+    uc.mem_map(0, 0x10000, UC_PROT_ALL)
+    gdt = struct.pack("<QQQ", 0, 0x00CF9A000000FFFF, 0x00CF92000000FFFF)
+    uc.mem_write(0x500, gdt)
+    uc.reg_write(X.UC_X86_REG_GDTR, (0, 0x500, len(gdt) - 1, 0))
+    uc.reg_write(X.UC_X86_REG_CR0, CR0_PE)
+    uc.reg_write(X.UC_X86_REG_CS, 0x08)
+    for seg in (X.UC_X86_REG_SS, X.UC_X86_REG_DS, X.UC_X86_REG_ES):
+        uc.reg_write(seg, 0x10)
+    uc.reg_write(X.UC_X86_REG_ESP, 0x9000)
+    uc.mem_write(0x1000, code)
+    before = _context_bytes(uc)
+    after: list[bytes] = []
+
+    def on_interrupt(uc: Uc, intno: int, _user: object) -> None:
+        after.append(_context_bytes(uc))
+        uc.emu_stop()
+
+    uc.hook_add(UC_HOOK_INTR, on_interrupt)
+    uc.emu_start(0x1000, 0x2000, count=10)
+    if not after:
+        raise RuntimeError("Unicorn raised no exception in the context probe")
+    return before, after[0]
+
+
+def _offsets_holding(ctx: bytes, value: int) -> set[int]:
+    packed = struct.pack("<i", value)
+    return {off for off in range(0, len(ctx) - 3, 4) if ctx[off : off + 4] == packed}
+
+
+@functools.cache
+def context_offsets() -> ContextOffsets:
+    """Locate error_code, exception_is_int and old_exception in Unicorn's context."""
+    # mov ax, SEL; mov ds, ax  -> #GP(SEL): error_code = SEL, old_exception = 13
+    _, gp1 = _probe(b"\x66\xb8\x38\x12\x8e\xd8\xf4")  # selector 0x1238
+    _, gp2 = _probe(b"\x66\xb8\x70\x24\x8e\xc0\xf4")  # selector 0x2470 into ES
+    _, soft = _probe(b"\xcd\x30\xf4")  # int 0x30
+    error_code = _offsets_holding(gp1, 0x1238) & _offsets_holding(gp2, 0x2470)
+    is_int = {o for o in _offsets_holding(soft, 1) if gp1[o : o + 4] == bytes(4)}
+    old_exception = {
+        o for o in _offsets_holding(gp1, 13) & _offsets_holding(gp2, 13)
+        if soft[o : o + 4] == struct.pack("<i", -1)
+    }
+    # error_code and exception_is_int are adjacent ints in CPUX86State.
+    pairs = sorted(o for o in error_code if o + 4 in is_int)
+    if len(pairs) != 1 or len(old_exception) != 1:
+        raise RuntimeError(
+            "cannot locate Unicorn's exception state in its CPU context "
+            f"(error_code {sorted(error_code)}, is_int {sorted(is_int)}, "
+            f"old_exception {sorted(old_exception)}): unsupported Unicorn build"
+        )
+    return ContextOffsets(pairs[0], pairs[0] + 4, old_exception.pop(), len(gp1))
+
+
+@dataclass(frozen=True)
+class RaisedException:
+    """What Unicorn reported for one exception or software interrupt."""
+
+    vector: int
+    eip: int  # the faulting instruction for faults, the next one for INT n / traps
+    error_code: int
+    software: bool  # INT n, INT3, INTO: privilege-checked against the gate's DPL
+
+
+class Cpu:
+    """Register access and exception bookkeeping around one Unicorn engine."""
+
+    def __init__(self) -> None:
+        self.offsets = context_offsets()
+        self.uc = Uc(UC_ARCH_X86, UC_MODE_32)
+        self._read = self.uc.reg_read
+        self._write = self.uc.reg_write
+
+    # -- registers ------------------------------------------------------------
+    def reg(self, name: str) -> int:
+        return self._read(REG_ID[name])
+
+    def set_reg(self, name: str, value: int) -> None:
+        self._write(REG_ID[name], value)
+
+    @property
+    def eip(self) -> int:
+        return self._read(X.UC_X86_REG_EIP)
+
+    @eip.setter
+    def eip(self, value: int) -> None:
+        self._write(X.UC_X86_REG_EIP, value & 0xFFFFFFFF)
+
+    @property
+    def eflags(self) -> int:
+        return self._read(X.UC_X86_REG_EFLAGS)
+
+    @eflags.setter
+    def eflags(self, value: int) -> None:
+        self._write(X.UC_X86_REG_EFLAGS, value & 0xFFFFFFFF)
+
+    @property
+    def cpl(self) -> int:
+        if not self._read(X.UC_X86_REG_CR0) & CR0_PE:
+            return 0
+        return self._read(X.UC_X86_REG_CS) & 3
+
+    def table(self, name: str) -> tuple[int, int, int, int]:
+        """(selector, base, limit, flags) of GDTR, IDTR, LDTR or TR."""
+        return self._read(REG_ID[name])
+
+    # -- exception bookkeeping ---------------------------------------------------
+    def raised_exception(self, vector: int) -> RaisedException:
+        """Describe the exception Unicorn just reported to the interrupt hook."""
+        ctx = _context_bytes(self.uc)
+        error_code, is_int = struct.unpack_from("<iI", ctx, self.offsets.error_code)
+        return RaisedException(vector, self.eip, error_code & 0xFFFFFFFF, bool(is_int))
+
+    def end_exception(self) -> None:
+        """Forget the previous exception, as QEMU's delivery would have."""
+        ctx = self.uc.context_save()
+        ctypes.c_int32.from_address(ctx.context.value + self.offsets.old_exception).value = -1
+        self.uc.context_restore(ctx)
+
+    # -- segment loads the architecture allows but Unicorn refuses ----------------
+    def load_segments_for_privilege(self, cs: int, ss: int) -> None:
+        """Load CS and SS even when that lowers CPL (ring 3 -> ring 0 delivery).
+
+        ``reg_write`` does a checked load that refuses a DPL-0 SS or CS while CPL is 3,
+        so SS is first loaded in real mode (which drops CPL to 0), then reloaded.
+        """
+        try:
+            self._write(X.UC_X86_REG_SS, ss)
+            self._write(X.UC_X86_REG_CS, cs)
+            return
+        except UcError:
+            pass
+        cr0 = self._read(X.UC_X86_REG_CR0)
+        cr2 = self._read(X.UC_X86_REG_CR2)  # the descriptor loads below can clobber it
+        self._write(X.UC_X86_REG_CR0, cr0 & ~CR0_PE)
+        self._write(X.UC_X86_REG_SS, 0)
+        self._write(X.UC_X86_REG_CR0, cr0)
+        self._write(X.UC_X86_REG_SS, ss)
+        self._write(X.UC_X86_REG_CS, cs)
+        self._write(X.UC_X86_REG_CR2, cr2)

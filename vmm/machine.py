@@ -1,0 +1,208 @@
+"""The PC: which devices exist, where they are plugged, and how the VM is started.
+
+The layout is "The machine and the `vmm run` contract" in ../shared/DESIGN.md: RAM from
+0, no firmware, 8259A pair (+ ELCR), 8254 with port 0x61, CMOS/RTC, COM1, QEMU's debug
+exit at 0xF4 and the POST port 0x80. Everything else the guest touches is an unclaimed
+port that reads all ones.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from devices.debug_exit import DebugExit, PostCodePort
+from devices.pic import PicPair
+from devices.pit import Pit8254, SpeakerPort
+from devices.rtc import CmosRtc
+from devices.uart import Uart16550
+from vmm.bus import ExitStats, MmioBus, PortBus
+from vmm.clock import VirtualClock
+from vmm.cpu import CR0_PE, Cpu
+from vmm.loaders import BootState, load_kernel
+from vmm.memory import GuestMemory
+from vmm.native import FastState
+from vmm.paging import Mmu
+from vmm.runloop import RunLoop, RunResult
+
+COM1 = 0x3F8
+BOOT_GDT = 0x8000
+BOOT_STACK = 0x7FF0
+BOOT_CODE_SELECTOR = 0x08
+BOOT_DATA_SELECTOR = 0x10
+# Null, flat 4 GiB 32-bit ring-0 code, flat 4 GiB ring-0 data.
+BOOT_GDT_ENTRIES = (0, 0x00CF9A000000FFFF, 0x00CF92000000FFFF)
+# Deterministic mode's wall clock for the RTC: 2000-01-01 00:00:00 UTC.
+DETERMINISTIC_EPOCH = 946684800
+
+
+@dataclass
+class MachineConfig:
+    memory_mib: int = 128
+    deterministic: bool = False
+    serial: str = "stdio"  # "stdio" or a file path
+    cmdline: str = ""
+    initrds: list[Path] = field(default_factory=list)
+
+
+class Machine:
+    def __init__(self, config: MachineConfig, serial_out: BinaryIO | None = None) -> None:
+        self.config = config
+        self.exit_code: int | None = None
+        self.stats = ExitStats()
+        self.cpu = Cpu()
+        self.memory = GuestMemory(self.cpu.uc, config.memory_mib * 1024 * 1024)
+        self.mmu = Mmu(self.memory, self._control_registers)
+        self.ports = PortBus()
+        self.mmio = MmioBus()
+        self.fast = FastState()
+        self.clock = VirtualClock(self.fast, config.deterministic)
+        self._serial_out = serial_out or self._open_serial(config.serial)
+        self._input: queue.Queue[bytes] = queue.Queue()
+        self._input_open = False
+        self._build_pc()
+
+    # -- assembly ----------------------------------------------------------------------
+    def _build_pc(self) -> None:
+        self.pic = PicPair()
+        self.pit = Pit8254(self.clock, self.pic.irq_line(0))
+        self.speaker = SpeakerPort(self.pit)
+        self.uart = Uart16550(self.pic.irq_line(4), self._serial_write)
+        epoch = DETERMINISTIC_EPOCH if self.config.deterministic else int(_wall_time())
+        self.rtc = CmosRtc(self.clock, self.pic.irq_line(8), epoch)
+        self.rtc.set_memory_size(self.memory.size)
+        self.pic.on_intr_change = self._interrupt_line_changed
+        self.debug_exit = DebugExit(self._guest_exit)
+        self.post = PostCodePort()
+        for base, length, device in (
+            (0x20, 2, self.pic.master),
+            (0xA0, 2, self.pic.slave),
+            (0x4D0, 2, self.pic.elcr),
+            (0x40, 4, self.pit),
+            (0x61, 1, self.speaker),
+            (0x70, 2, self.rtc),
+            (0x80, 1, self.post),
+            (0xF4, 4, self.debug_exit),
+            (COM1, 8, self.uart),
+        ):
+            self.ports.register(base, length, device)
+        self.timed_devices = [self.pit, self.rtc]
+
+    def load(self, kernel: Path) -> BootState:
+        """Load a kernel and put the CPU in the state its boot protocol requires."""
+        boot = load_kernel(kernel, self.memory, self.config.cmdline, self.config.initrds)
+        self._enter(boot)
+        return boot
+
+    def _enter(self, boot: BootState) -> None:
+        cpu = self.cpu
+        gdt = b"".join(entry.to_bytes(8, "little") for entry in BOOT_GDT_ENTRIES)
+        self.memory.write(BOOT_GDT, gdt)
+        cpu.set_reg("gdtr", (0, BOOT_GDT, len(gdt) - 1, 0))
+        cpu.set_reg("cr0", CR0_PE | 0x10)  # PE, and ET as on every CPU since the 486
+        cpu.set_reg("cs", BOOT_CODE_SELECTOR)
+        for segment in ("ss", "ds", "es", "fs", "gs"):
+            cpu.set_reg(segment, BOOT_DATA_SELECTOR)
+        cpu.eflags = 0x2
+        cpu.set_reg("esp", BOOT_STACK)
+        cpu.set_reg("eax", boot.eax)
+        cpu.set_reg("ebx", boot.ebx)
+        cpu.set_reg("esi", boot.esi)
+        cpu.eip = boot.entry
+
+    def run(self, max_seconds: float | None = None, preempt_every_ns: int | None = None) -> RunResult:
+        loop = RunLoop(self, max_seconds)
+        loop.extra_stop_interval_ns = preempt_every_ns
+        self._start_input()
+        result = loop.run()
+        self.stats.merge_device_counts("port I/O", dict(self.ports.exits))
+        self.stats.merge_device_counts("MMIO", dict(self.mmio.exits))
+        return result
+
+    # -- what the run loop asks of the machine -------------------------------------------
+    def advance_devices(self, now_ns: int) -> None:
+        while not self._input.empty():
+            self.uart.feed_input(self._input.get_nowait())
+        for device in self.timed_devices:
+            device.advance_to(now_ns)
+
+    def next_deadline_ns(self) -> int | None:
+        deadlines = [d for d in (dev.next_deadline_ns() for dev in self.timed_devices) if d is not None]
+        return min(deadlines, default=None)
+
+    def input_possible(self) -> bool:
+        return self._input_open
+
+    def wait_for_input(self, timeout: float | None) -> bool:
+        """Block until host input arrives for the UART; False if none can come in time."""
+        if not self._input_open and self._input.empty():
+            return False
+        try:
+            data = self._input.get(timeout=timeout)
+        except queue.Empty:
+            return False
+        self.uart.feed_input(data)
+        return True
+
+    def flush_output(self) -> None:
+        try:
+            self._serial_out.flush()
+        except (OSError, ValueError):
+            pass
+
+    # -- callbacks from devices ------------------------------------------------------------
+    def _control_registers(self) -> tuple[int, int, int]:
+        cpu = self.cpu
+        return cpu.reg("cr0"), cpu.reg("cr3"), cpu.reg("cr4")
+
+    def _interrupt_line_changed(self, asserted: bool) -> None:
+        if asserted:
+            self.fast.stop_requested = 1  # deliver at the next block boundary
+
+    def _guest_exit(self, value: int) -> None:
+        self.exit_code = value
+        self.cpu.uc.emu_stop()
+
+    def _serial_write(self, data: bytes) -> None:
+        out = self._serial_out
+        out.write(data)
+        if b"\n" in data:
+            out.flush()
+
+    def _open_serial(self, serial: str) -> BinaryIO:
+        if serial == "stdio":
+            return sys.stdout.buffer
+        return open(serial, "wb")
+
+    def _start_input(self) -> None:
+        """Feed stdin to COM1 when the console is stdio and the run is not deterministic."""
+        if self.config.serial != "stdio" or self.config.deterministic:
+            return
+        try:
+            fd = sys.stdin.fileno()
+        except (AttributeError, OSError, ValueError):
+            return
+        if not os.isatty(fd):
+            return
+        self._input_open = True
+        threading.Thread(target=self._read_input, args=(fd,), name="vmm-stdin", daemon=True).start()
+
+    def _read_input(self, fd: int) -> None:
+        while True:
+            data = os.read(fd, 256)
+            if not data:
+                self._input_open = False
+                return
+            self._input.put(data)
+            self.fast.stop_requested = 1
+
+
+def _wall_time() -> float:
+    import time
+
+    return time.time()

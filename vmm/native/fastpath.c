@@ -1,0 +1,121 @@
+/*
+ * The monitor's hot path, in C because it runs at every translation block and at every
+ * port access (see ../shared/research/linux-on-unicorn.md, item 6).
+ *
+ * 1. Preemption. Stopping Unicorn 2.1.4 from another thread, or by emu_start's
+ *    timeout, can land between the load and the store of a read-modify-write
+ *    instruction and make it run twice. A stop requested from a UC_HOOK_BLOCK callback
+ *    happens before the block's first instruction and is safe. The timer thread only
+ *    raises `stop_requested`; this block hook turns it into uc_emu_stop.
+ * 2. Deterministic time. The hook adds the size of every block entered to
+ *    `code_bytes`, a count that depends on guest progress only; the monitor derives
+ *    virtual time from it and asks for a stop at `stop_at_bytes`.
+ * 3. I/O privilege. Unicorn lets any CPL execute IN/OUT. The port hooks check CPL
+ *    against EFLAGS.IOPL here and only call the monitor's slow path (which reads the
+ *    TSS I/O bitmap) when the check fails.
+ */
+#include <stdint.h>
+#include <unicorn/unicorn.h>
+
+/* `string` is nonzero for INS/OUTS: the monitor then serves the whole string at once. */
+typedef uint32_t (*port_in_fn)(uint32_t port, int size, int string);
+typedef void (*port_out_fn)(uint32_t port, int size, uint32_t value, int string);
+/* Returns nonzero when the access is allowed after all (TSS I/O bitmap). */
+typedef int (*io_denied_fn)(uint32_t port, int size);
+
+struct vmm_fast {
+    volatile int32_t stop_requested; /* raised by timers, devices, other threads */
+    int32_t stopped_in_block_hook;   /* the last stop came from the block hook */
+    uint64_t code_bytes;             /* bytes of guest code in blocks entered */
+    uint64_t stop_at_bytes;          /* stop before code_bytes passes this */
+    uint64_t blocks;                 /* blocks entered */
+    uint32_t io_fault;               /* an I/O instruction must take #GP(0) */
+    uint32_t io_fault_eip;
+    port_in_fn port_in;
+    port_out_fn port_out;
+    io_denied_fn io_denied;
+};
+
+void vmm_block_hook(uc_engine *uc, uint64_t address, uint32_t size, void *user_data)
+{
+    struct vmm_fast *f = user_data;
+    (void)address;
+    if (f->stop_requested || f->code_bytes >= f->stop_at_bytes) {
+        f->stop_requested = 0;
+        f->stopped_in_block_hook = 1;
+        uc_emu_stop(uc);
+        return; /* the block has not run yet: it is counted when it does */
+    }
+    f->blocks++;
+    f->code_bytes += size ? size : 1;
+}
+
+#define EFLAGS_IOPL_SHIFT 12
+#define EFLAGS_VM (1u << 17)
+#define CR0_PE 1u
+
+static int io_allowed(uc_engine *uc, struct vmm_fast *f, uint32_t port, int size)
+{
+    uint32_t cr0 = 0, eflags = 0, cs = 0;
+    uc_reg_read(uc, UC_X86_REG_CR0, &cr0);
+    if (!(cr0 & CR0_PE))
+        return 1; /* real mode: every port is open */
+    uc_reg_read(uc, UC_X86_REG_EFLAGS, &eflags);
+    uc_reg_read(uc, UC_X86_REG_CS, &cs);
+    if (!(eflags & EFLAGS_VM) && (cs & 3) <= ((eflags >> EFLAGS_IOPL_SHIFT) & 3))
+        return 1;
+    return f->io_denied(port, size);
+}
+
+/* INS/OUTS (0x6C-0x6F) after any legacy prefixes; CS is assumed flat (base 0). */
+static int is_string_io(uc_engine *uc)
+{
+    uint32_t eip = 0;
+    uint8_t code[8];
+    uc_reg_read(uc, UC_X86_REG_EIP, &eip);
+    if (uc_vmem_read(uc, eip, UC_PROT_EXEC, code, sizeof code) != UC_ERR_OK)
+        return 0;
+    for (unsigned i = 0; i < sizeof code; i++) {
+        switch (code[i]) {
+        case 0x66: case 0x67: case 0xF2: case 0xF3:
+        case 0x26: case 0x2E: case 0x36: case 0x3E: case 0x64: case 0x65:
+            continue;
+        default:
+            return code[i] >= 0x6C && code[i] <= 0x6F;
+        }
+    }
+    return 0;
+}
+
+/* Leave the instruction undone: EIP back on it, a stop, and #GP for the monitor. */
+static void deny(uc_engine *uc, struct vmm_fast *f)
+{
+    uint32_t eip = 0;
+    uc_reg_read(uc, UC_X86_REG_EIP, &eip);
+    f->io_fault = 1;
+    f->io_fault_eip = eip;
+    uc_reg_write(uc, UC_X86_REG_EIP, &eip);
+    uc_emu_stop(uc);
+}
+
+uint32_t vmm_in_hook(uc_engine *uc, uint32_t port, int size, void *user_data)
+{
+    struct vmm_fast *f = user_data;
+    if (!io_allowed(uc, f, port, size)) {
+        uint32_t eax = 0;
+        uc_reg_read(uc, UC_X86_REG_EAX, &eax);
+        deny(uc, f);
+        return eax; /* the destination keeps its value */
+    }
+    return f->port_in(port, size, is_string_io(uc));
+}
+
+void vmm_out_hook(uc_engine *uc, uint32_t port, int size, uint32_t value, void *user_data)
+{
+    struct vmm_fast *f = user_data;
+    if (!io_allowed(uc, f, port, size)) {
+        deny(uc, f);
+        return;
+    }
+    f->port_out(port, size, value, is_string_io(uc));
+}

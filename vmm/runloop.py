@@ -1,0 +1,286 @@
+"""The run loop: run the guest in slices, classify why each slice ended, act on it.
+
+A slice ends when (1) the native block hook stops at a timer deadline or on request,
+(2) Unicorn reports an exception or software interrupt (the INTR hook stops at once),
+(3) an invalid opcode, (4) HLT, (5) a port hook needs the monitor (a string
+instruction to finish, I/O refused with #GP, the debug-exit port). Between slices the
+loop advances the devices to the current virtual time, delivers a pending exception
+or, when EFLAGS.IF allows, the PIC's interrupt, and arms the next deadline.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from unicorn import UC_ERR_INSN_INVALID, UC_HOOK_BLOCK, UC_HOOK_INSN, UC_HOOK_INSN_INVALID, UC_HOOK_INTR, UcError
+from unicorn import x86_const as X
+from unicorn.unicorn_py3.unicorn import uc_hook_h, uclib
+
+from vmm import native
+from vmm.clock import NEVER, PreemptionTimer, VirtualClock
+from vmm.cpu import EFLAGS_IF, Cpu
+from vmm.interrupts import GP, PF, UD, Event, InterruptDelivery, TripleFault
+from vmm.native import FastState
+from vmm.portio import PortIo
+
+if TYPE_CHECKING:
+    from vmm.machine import Machine
+
+
+class ExitStatus(enum.IntEnum):
+    """Exit statuses of ``vmm run`` reserved for the monitor (../shared/DESIGN.md)."""
+
+    TRIPLE_FAULT = 100
+    HALTED = 101
+    TIME_LIMIT = 102
+    INPUT_REFUSED = 103
+    MONITOR_FAILURE = 104
+    SUSPENDED = 105
+
+
+@dataclass
+class RunResult:
+    status: int
+    reason: str  # one line for stderr when the monitor, not the guest, ended the run
+
+
+class GuestStopped(Exception):
+    """Raised inside the loop to end the run with a status."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class RunLoop:
+    def __init__(self, machine: Machine, max_seconds: float | None) -> None:
+        self.machine = machine
+        self.cpu: Cpu = machine.cpu
+        self.uc = machine.cpu.uc
+        self.clock: VirtualClock = machine.clock
+        self.fast: FastState = machine.fast
+        self.delivery = InterruptDelivery(machine.cpu, machine.mmu)
+        self.stats = machine.stats
+        self.max_seconds = max_seconds
+        self.pending_event: Event | None = None
+        self.hook_error: BaseException | None = None
+        self.extra_stop_interval_ns: int | None = None  # tests: preempt this often
+        self.timer = PreemptionTimer(self.fast)
+        self._wall_limit: float | None = None
+        self.portio = PortIo(
+            machine.cpu, machine.mmu, machine.ports, self.uc.emu_stop, self._hook_failed
+        )
+        self._install_hooks()
+
+    # -- hooks ----------------------------------------------------------------------
+    def _install_hooks(self) -> None:
+        fast = self.fast
+        self._callbacks = (
+            native.PORT_IN_FN(self.portio.port_in),
+            native.PORT_OUT_FN(self.portio.port_out),
+            native.IO_DENIED_FN(self.portio.io_denied),
+        )
+        fast.port_in, fast.port_out, fast.io_denied = self._callbacks
+        fast.stop_at_bytes = NEVER
+        user = native.ctypes.cast(native.ctypes.pointer(fast), native.ctypes.c_void_p)
+        self._native_hook("vmm_block_hook", UC_HOOK_BLOCK, user)
+        self._native_hook("vmm_in_hook", UC_HOOK_INSN, user, X.UC_X86_INS_IN)
+        self._native_hook("vmm_out_hook", UC_HOOK_INSN, user, X.UC_X86_INS_OUT)
+        self.uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
+        self.uc.hook_add(UC_HOOK_INSN_INVALID, self._on_invalid_opcode)
+        self.uc.ctl_exits_enabled(True)  # emu_start's `until` is then ignored
+        self.uc.ctl_set_exits([])
+
+    def _native_hook(self, name: str, kind: int, user, *extra: int) -> None:
+        handle = uc_hook_h()
+        args = [native.ctypes.c_int(e) for e in extra]
+        status = uclib.uc_hook_add(
+            self.uc._uch, native.ctypes.byref(handle), kind,
+            native.ctypes.c_void_p(native.hook_address(name)), user,
+            native.ctypes.c_uint64(1), native.ctypes.c_uint64(0), *args,
+        )
+        if status:
+            raise UcError(status)
+
+    def _on_interrupt(self, uc, vector: int, _user) -> None:
+        try:
+            raised = self.cpu.raised_exception(vector)
+            self.stats.count("exception" if not raised.software else "software interrupt")
+            error_code = raised.error_code if vector in _ERROR_CODE_VECTORS and not raised.software else None
+            cr2 = self.cpu.reg("cr2") if vector == PF and not raised.software else None
+            start = self._software_interrupt_start(vector, raised.eip) if raised.software else None
+            self.pending_event = Event(
+                vector, error_code, software=raised.software, cr2=cr2, instruction_eip=start
+            )
+        except BaseException as exc:
+            self.hook_error = exc
+        uc.emu_stop()
+
+    def _software_interrupt_start(self, vector: int, next_eip: int) -> int:
+        """Where INT3 / INTO (one byte) or INT imm8 (two bytes) began."""
+        one_byte = {3: b"\xcc", 4: b"\xce", 1: b"\xf1"}.get(vector)
+        try:
+            before = self.machine.mmu.read(next_eip - 1, 1, self.cpu.cpl == 3)
+        except Exception:
+            before = b""
+        return next_eip - 1 if one_byte is not None and before == one_byte else next_eip - 2
+
+    def _on_invalid_opcode(self, uc, _user) -> bool:
+        self.pending_event = Event(UD)
+        self.stats.count("exception")
+        return False  # emulation stops with UC_ERR_INSN_INVALID
+
+    def _hook_failed(self, exc: BaseException) -> None:
+        if self.hook_error is None:
+            self.hook_error = exc
+        self.uc.emu_stop()
+
+    # -- the loop ---------------------------------------------------------------------
+    def run(self) -> RunResult:
+        if self.max_seconds is not None:
+            self._wall_limit = time.monotonic() + self.max_seconds
+        try:
+            while True:
+                self._between_slices()
+                self._run_slice()
+        except GuestStopped as stop:
+            return RunResult(stop.status, stop.reason)
+        finally:
+            self.timer.close()
+            self.machine.flush_output()
+
+    def _between_slices(self) -> None:
+        machine = self.machine
+        if machine.exit_code is not None:
+            raise GuestStopped(min(machine.exit_code, 99), "")
+        if self._wall_limit is not None and time.monotonic() >= self._wall_limit:
+            raise GuestStopped(ExitStatus.TIME_LIMIT, f"stopped after --max-seconds {self.max_seconds:g}")
+        machine.advance_devices(self.clock.now_ns())
+        self._deliver()
+        self._arm(machine.next_deadline_ns())
+
+    def _deliver(self) -> None:
+        try:
+            if self.pending_event is not None:
+                event, self.pending_event = self.pending_event, None
+                self.delivery.deliver(event)
+            pic = self.machine.pic
+            if pic.interrupt_pending() and self.cpu.eflags & EFLAGS_IF and not self._in_sti_shadow():
+                vector = pic.acknowledge()
+                self.stats.count("interrupt")
+                self.delivery.deliver(Event(vector, external=True))
+        except TripleFault as fault:
+            raise GuestStopped(ExitStatus.TRIPLE_FAULT, str(fault)) from None
+
+    def _in_sti_shadow(self) -> bool:
+        """Interrupts wait one instruction after STI (``sti; hlt`` must halt first).
+
+        The block hook stops only at block starts, and STI ends a block, so a stop right
+        after STI has EIP just past its 0xFB opcode; waking then costs one block at most.
+        """
+        eip = self.cpu.eip
+        try:
+            return self.machine.mmu.read(eip - 1, 1, self.cpu.cpl == 3) == b"\xfb"
+        except Exception:
+            return False
+
+    def _arm(self, deadline_ns: int | None) -> None:
+        if self.extra_stop_interval_ns is not None:
+            forced = self.clock.now_ns() + self.extra_stop_interval_ns
+            deadline_ns = forced if deadline_ns is None else min(deadline_ns, forced)
+        wall: float | None = None
+        if self.clock.deterministic:
+            self.fast.stop_at_bytes = NEVER if deadline_ns is None else self.clock.code_bytes_at(deadline_ns)
+        elif deadline_ns is not None:
+            wall = self.clock.wall_deadline(deadline_ns)
+        if self._wall_limit is not None:
+            wall = self._wall_limit if wall is None else min(wall, self._wall_limit)
+        self.timer.arm(wall)
+
+    def _run_slice(self) -> None:
+        fast = self.fast
+        fast.stopped_in_block_hook = 0
+        try:
+            self.uc.emu_start(self.cpu.eip, 0)
+        except UcError as err:
+            if err.errno == UC_ERR_INSN_INVALID and self.pending_event is not None:
+                return
+            raise GuestStopped(
+                ExitStatus.MONITOR_FAILURE, f"the CPU stopped at EIP {self.cpu.eip:#x}: {err}"
+            ) from None
+        if self.hook_error is not None:
+            error, self.hook_error = self.hook_error, None
+            raise error
+        if self.portio.fixup is not None:
+            self._finish_string_instruction()
+            return
+        if fast.io_fault:
+            self._refuse_io()
+            return
+        if fast.stopped_in_block_hook:
+            self.stats.count("preempt")
+            return
+        if self.pending_event is not None or self.machine.exit_code is not None:
+            return
+        if self._at_hlt():
+            self._halt()
+
+    def _finish_string_instruction(self) -> None:
+        fix, self.portio.fixup = self.portio.fixup, None
+        self.stats.count("string I/O")
+        cpu = self.cpu
+        cpu.set_reg("ecx", fix.ecx)
+        cpu.set_reg("esi", fix.esi)
+        cpu.set_reg("edi", fix.edi)
+        cpu.eip = fix.eip
+
+    def _refuse_io(self) -> None:
+        fast = self.fast
+        fast.io_fault = 0
+        if self.portio.denied_restore is not None:
+            phys, old = self.portio.denied_restore
+            self.portio.denied_restore = None
+            self.machine.memory.write(phys, old)
+        self.cpu.eip = fast.io_fault_eip
+        self.stats.count("exception")
+        self.pending_event = Event(GP, 0)
+
+    def _at_hlt(self) -> bool:
+        try:
+            return self.machine.mmu.read(self.cpu.eip - 1, 1, self.cpu.cpl == 3) == b"\xf4"
+        except Exception:
+            return False
+
+    def _halt(self) -> None:
+        """HLT: wait for an interrupt, skipping virtual time to the next deadline."""
+        self.stats.count("hlt")
+        machine = self.machine
+        if not self.cpu.eflags & EFLAGS_IF:
+            raise GuestStopped(ExitStatus.HALTED, f"the guest halted with interrupts disabled at EIP {self.cpu.eip - 1:#x}")
+        started = self.clock.now_ns()
+        while not machine.pic.interrupt_pending():
+            deadline = machine.next_deadline_ns()
+            if deadline is not None and deadline - started > MAX_HALT_SKIP_NS:
+                raise GuestStopped(ExitStatus.HALTED, "the guest halted with every timer interrupt masked")
+            if deadline is not None:
+                self.clock.skip_to(deadline)
+                machine.advance_devices(self.clock.now_ns())
+                continue
+            if not machine.wait_for_input(self._remaining_wall()):
+                if machine.input_possible():
+                    raise GuestStopped(ExitStatus.TIME_LIMIT, f"stopped after --max-seconds {self.max_seconds:g}")
+                raise GuestStopped(ExitStatus.HALTED, "the guest halted and no interrupt can ever wake it")
+
+    def _remaining_wall(self) -> float | None:
+        if self._wall_limit is None:
+            return None
+        return max(0.0, self._wall_limit - time.monotonic())
+
+
+# A halted guest whose timers keep expiring while none reaches the CPU will never wake.
+MAX_HALT_SKIP_NS = 3600 * 10**9
+_ERROR_CODE_VECTORS = frozenset({8, 10, 11, 12, 13, 14, 17})
