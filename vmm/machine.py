@@ -31,6 +31,7 @@ from vmm.paging import Mmu
 from vmm.runloop import RunLoop, RunResult
 
 COM1 = 0x3F8
+SERIAL_CHARACTER_NS = 87_000  # one 10-bit character at 115,200 baud
 BOOT_GDT = 0x8000
 BOOT_STACK = 0x7FF0
 BOOT_CODE_SELECTOR = 0x08
@@ -64,6 +65,7 @@ class Machine:
         self.clock = VirtualClock(self.fast, config.deterministic)
         self._serial_out = serial_out or self._open_serial(config.serial)
         self._input: queue.Queue[bytes] = queue.Queue()
+        self._input_backlog = b""  # host input the UART has no room for yet
         self._input_open = False
         self._build_pc()
 
@@ -83,9 +85,9 @@ class Machine:
             (0x20, 2, self.pic.master),
             (0xA0, 2, self.pic.slave),
             (0x4D0, 2, self.pic.elcr),
-            (0x40, 4, self.pit),
+            (0x40, 4, _RearmOnWrite(self.pit, self.fast)),
             (0x61, 1, self.speaker),
-            (0x70, 2, self.rtc),
+            (0x70, 2, _RearmOnWrite(self.rtc, self.fast)),
             (0x80, 1, self.post),
             (0xF4, 4, self.debug_exit),
             (COM1, 8, self.uart),
@@ -127,12 +129,16 @@ class Machine:
     # -- what the run loop asks of the machine -------------------------------------------
     def advance_devices(self, now_ns: int) -> None:
         while not self._input.empty():
-            self.uart.feed_input(self._input.get_nowait())
+            self._input_backlog += self._input.get_nowait()
+        if self._input_backlog:
+            self._feed_uart()
         for device in self.timed_devices:
             device.advance_to(now_ns)
 
     def next_deadline_ns(self) -> int | None:
         deadlines = [d for d in (dev.next_deadline_ns() for dev in self.timed_devices) if d is not None]
+        if self._input_backlog:  # offer the next byte one character time later
+            deadlines.append(self.clock.now_ns() + SERIAL_CHARACTER_NS)
         return min(deadlines, default=None)
 
     def input_possible(self) -> bool:
@@ -143,11 +149,18 @@ class Machine:
         if not self._input_open and self._input.empty():
             return False
         try:
-            data = self._input.get(timeout=timeout)
+            self._input_backlog += self._input.get(timeout=timeout)
         except queue.Empty:
             return False
-        self.uart.feed_input(data)
+        self._feed_uart()
         return True
+
+    def _feed_uart(self) -> None:
+        """Give the UART what it can take without an overrun, as a serial line would."""
+        room = self.uart.input_room()
+        if room:
+            data, self._input_backlog = self._input_backlog[:room], self._input_backlog[room:]
+            self.uart.feed_input(data)
 
     def flush_output(self) -> None:
         try:
@@ -200,6 +213,23 @@ class Machine:
                 return
             self._input.put(data)
             self.fast.stop_requested = 1
+
+
+class _RearmOnWrite:
+    """Bus adapter for a timed device: a write may move its deadline, so the guest is
+    stopped at the next block boundary and the run loop re-arms the slice end."""
+
+    def __init__(self, device, fast: FastState) -> None:
+        self.device = device
+        self.name = device.name
+        self._fast = fast
+
+    def read(self, offset: int, size: int) -> int:
+        return self.device.read(offset, size)
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        self.device.write(offset, size, value)
+        self._fast.stop_requested = 1
 
 
 def _wall_time() -> float:

@@ -1,0 +1,105 @@
+"""Shared helpers: build guests, boot them on our monitor and on QEMU, compare output."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+GUEST_BUILD = REPO / "guests" / "build"
+QEMU = shutil.which("qemu-system-i386")
+# Lines that hold platform values, not behaviour (../shared/DESIGN.md): memory sizes
+# reported by firmware, and QEMU's habit of putting the kernel path on the command line.
+PLATFORM_LINE_PREFIXES = ("mem:", "cmdline:")
+
+
+@dataclass
+class Boot:
+    output: str
+    status: int
+    stderr: str = ""
+
+
+def guest(name: str) -> Path:
+    path = GUEST_BUILD / f"{name}.elf"
+    if not path.exists():
+        subprocess.run(["make", "-C", str(REPO / "guests")], check=True, capture_output=True)
+    return path
+
+
+def run_vmm(*args: str, timeout: float = 300) -> Boot:
+    """``vmm run ARGS`` as a separate process, the way a user runs it."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "vmm", "run", *args],
+        capture_output=True, stdin=subprocess.DEVNULL, timeout=timeout, cwd=REPO,
+    )
+    return Boot(proc.stdout.decode(errors="replace"), proc.returncode, proc.stderr.decode(errors="replace"))
+
+
+def boot_in_process(
+    kernel: Path,
+    cmdline: str = "",
+    memory_mib: int = 128,
+    deterministic: bool = True,
+    max_seconds: float = 120,
+    preempt_every_ns: int | None = None,
+) -> tuple[Boot, object]:
+    """Boot on a Machine in this process; returns the result and the machine."""
+    from vmm.machine import Machine, MachineConfig
+
+    out = io.BytesIO()
+    machine = Machine(
+        MachineConfig(memory_mib=memory_mib, deterministic=deterministic, cmdline=cmdline),
+        serial_out=out,
+    )
+    machine.load(kernel)
+    result = machine.run(max_seconds=max_seconds, preempt_every_ns=preempt_every_ns)
+    return Boot(out.getvalue().decode(errors="replace"), result.status, result.reason), machine
+
+
+def run_qemu(kernel: Path, append: str = "", memory_mib: int = 128, timeout: float = 300) -> Boot:
+    """Boot on qemu-system-i386 (TCG); status is the guest's port-0xF4 value."""
+    cmd = [
+        QEMU, "-kernel", str(kernel), "-m", str(memory_mib), "-serial", "stdio",
+        "-display", "none", "-monitor", "none", "-no-reboot", "-net", "none",
+        "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
+        "-fw_cfg", "name=etc/sercon-port,string=0",
+    ]
+    if append:
+        cmd += ["-append", append]
+    proc = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL, timeout=timeout)
+    # QEMU exits with (v << 1) | 1 for a write of v, and 0 after a triple fault.
+    status = proc.returncode >> 1 if proc.returncode & 1 else -1
+    return Boot(proc.stdout.decode(errors="replace"), status, proc.stderr.decode(errors="replace"))
+
+
+def behaviour_lines(output: str) -> list[str]:
+    """The serial output without lines that hold platform values."""
+    return [line for line in output.splitlines() if not line.startswith(PLATFORM_LINE_PREFIXES)]
+
+
+MULTIBOOT_HEADER = """
+.text
+.align 4
+.long 0x1BADB002, 0x3, -(0x1BADB002 + 0x3)
+.globl _start
+_start:
+"""
+
+
+def build_kernel(directory: Path, body: str, name: str = "kernel") -> Path:
+    """A Multiboot ELF from a few lines of AT&T assembly, linked at 1 MiB."""
+    source = directory / f"{name}.S"
+    obj = directory / f"{name}.o"
+    elf = directory / f"{name}.elf"
+    source.write_text(MULTIBOOT_HEADER + body + "\n")
+    subprocess.run(["gcc", "-m32", "-c", "-o", str(obj), str(source)], check=True)
+    subprocess.run(
+        ["ld", "-m", "elf_i386", "-Ttext", "0x100000", "-e", "_start", "-o", str(elf), str(obj)],
+        check=True,
+    )
+    return elf
