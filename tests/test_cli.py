@@ -129,3 +129,35 @@ def test_multiboot_modules_come_from_initrd(tmp_path):
     boot = run_vmm(str(kernel), "--initrd", str(module))
     assert boot.output == "1M"
     assert boot.status == 0
+
+
+def test_unassigned_physical_memory_reads_all_ones_and_ignores_writes(tmp_path):
+    # Above 64 MiB of RAM nothing decodes: a PC's open bus.
+    kernel = build_kernel(tmp_path, """
+        movl $0x12345678, 0x8000000
+        mov 0x8000000, %eax
+        cmp $0xffffffff, %eax
+        jne 1f
+        mov $0x3f8, %dx
+        mov $'F', %al
+        out %al, %dx
+    1:  mov $0xf4, %dx
+        xor %eax, %eax
+        out %eax, %dx
+    """)
+    boot = run_vmm(str(kernel), "--memory", "64")
+    assert boot.output == "F"
+    assert boot.status == 0
+
+
+def test_jumping_to_unassigned_memory_raises_invalid_opcode_with_nothing_to_handle_it(tmp_path):
+    # No IDT: the #UD cannot be delivered (#GP, #DF, then a triple fault), as on a PC.
+    kernel = build_kernel(tmp_path, """
+        lidt idt_descriptor
+        mov $0x8000000, %eax
+        jmp *%eax
+    idt_descriptor: .word 0
+                    .long 0
+    """)
+    boot = run_vmm(str(kernel), "--memory", "64", "--max-seconds", "30")
+    assert boot.status == 100

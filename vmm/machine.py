@@ -27,6 +27,7 @@ from vmm.cpu import CR0_PE, Cpu
 from vmm.loaders import BootState, load_kernel
 from vmm.memory import GuestMemory
 from vmm.native import FastState
+from vmm.open_bus import OpenBus
 from vmm.paging import Mmu
 from vmm.runloop import RunLoop, RunResult
 
@@ -61,6 +62,7 @@ class Machine:
         self.mmu = Mmu(self.memory, self._control_registers)
         self.ports = PortBus()
         self.mmio = MmioBus()
+        self.open_bus = OpenBus(self.cpu.uc)
         self.fast = FastState()
         self.clock = VirtualClock(self.fast, config.deterministic)
         self._serial_out = serial_out or self._open_serial(config.serial)

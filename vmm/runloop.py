@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from unicorn import UC_ERR_INSN_INVALID, UC_HOOK_BLOCK, UC_HOOK_INSN, UC_HOOK_INSN_INVALID, UC_HOOK_INTR, UcError
+from unicorn import UC_ERR_FETCH_UNMAPPED, UC_ERR_INSN_INVALID, UC_HOOK_BLOCK, UC_HOOK_INSN, UC_HOOK_INSN_INVALID, UC_HOOK_INTR, UcError
 from unicorn import x86_const as X
 from unicorn.unicorn_py3.unicorn import uc_hook_h, uclib
 
@@ -208,6 +208,11 @@ class RunLoop:
             self.uc.emu_start(self.cpu.eip, 0)
         except UcError as err:
             if err.errno == UC_ERR_INSN_INVALID and self.pending_event is not None:
+                return
+            if err.errno == UC_ERR_FETCH_UNMAPPED:
+                # Code fetched from the open bus reads 0xFF 0xFF: an invalid opcode.
+                self.stats.count("exception")
+                self.pending_event = Event(UD)
                 return
             raise GuestStopped(
                 ExitStatus.MONITOR_FAILURE, f"the CPU stopped at EIP {self.cpu.eip:#x}: {err}"
