@@ -29,6 +29,7 @@ from vmm.memory import GuestMemory
 from vmm.native import FastState
 from vmm.open_bus import OpenBus
 from vmm.paging import Mmu
+from vmm.pci import PciPlatform
 from vmm.runloop import RunLoop, RunResult
 
 COM1 = 0x3F8
@@ -56,6 +57,7 @@ class Machine:
     def __init__(self, config: MachineConfig, serial_out: BinaryIO | None = None) -> None:
         self.config = config
         self.exit_code: int | None = None
+        self.stop_pending = False  # the monitor stopped the guest to change the machine
         self.stats = ExitStats()
         self.cpu = Cpu()
         self.memory = GuestMemory(self.cpu.uc, config.memory_mib * 1024 * 1024)
@@ -96,6 +98,9 @@ class Machine:
         ):
             self.ports.register(base, length, device)
         self.timed_devices = [self.pit, self.rtc]
+        self.pci = PciPlatform(
+            self.cpu.uc, self.ports, self.mmio, self.open_bus, self.pic, self.request_stop
+        )
 
     def load(self, kernel: Path) -> BootState:
         """Load a kernel and put the CPU in the state its boot protocol requires."""
@@ -178,6 +183,12 @@ class Machine:
     def _interrupt_line_changed(self, asserted: bool) -> None:
         if asserted:
             self.fast.stop_requested = 1  # deliver at the next block boundary
+
+    def request_stop(self) -> None:
+        """Stop the guest now, from inside a port hook (never from an MMIO callback:
+        a stop there can split a read-modify-write instruction)."""
+        self.stop_pending = True
+        self.cpu.uc.emu_stop()
 
     def _guest_exit(self, value: int) -> None:
         self.exit_code = value

@@ -204,6 +204,8 @@ class RunLoop:
     def _run_slice(self) -> None:
         fast = self.fast
         fast.stopped_in_block_hook = 0
+        pci = self.machine.pci
+        pci.begin_slice()
         try:
             self.uc.emu_start(self.cpu.eip, 0)
         except UcError as err:
@@ -217,6 +219,8 @@ class RunLoop:
             raise GuestStopped(
                 ExitStatus.MONITOR_FAILURE, f"the CPU stopped at EIP {self.cpu.eip:#x}: {err}"
             ) from None
+        finally:
+            pci.end_slice()
         if self.hook_error is not None:
             error, self.hook_error = self.hook_error, None
             raise error
@@ -228,6 +232,9 @@ class RunLoop:
             return
         if fast.stopped_in_block_hook:
             self.stats.count("preempt")
+            return
+        if self.machine.stop_pending:
+            self.machine.stop_pending = False
             return
         if self.pending_event is not None or self.machine.exit_code is not None:
             return
