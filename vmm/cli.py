@@ -44,7 +44,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--append", default="", metavar="CMDLINE", help="kernel command line")
     run.add_argument("--initrd", action="append", type=Path, default=[], metavar="FILE",
                      help="a Multiboot module (repeatable)")
+    run.add_argument("--nic", metavar="BACKEND[,io=0x300,irq=9,mac=52:54:00:12:34:56]",
+                     help="an NE2000 on switch:NAME or udp:LHOST:LPORT:RHOST:RPORT")
+    run.add_argument("--pcap", metavar="PATH", help="capture the NIC's frames to a pcap file")
     run.set_defaults(func=cmd_run)
+
+    switch = sub.add_parser("switch", help="run a virtual Ethernet switch")
+    switch.add_argument("name", help="the switch's name (VMs use --nic switch:NAME)")
+    switch.add_argument("--uplink", metavar="udp:LHOST:LPORT:RHOST:RPORT",
+                        help="a port speaking QEMU's UDP datagram netdev")
+    switch.add_argument("--pcap", metavar="PATH", help="capture every switched frame")
+    switch.add_argument("--idle-exit", type=_positive_float, metavar="S",
+                        help="exit S seconds after the last VM leaves")
+    switch.add_argument("--link", nargs=2, metavar=("PORT", "up|down"),
+                        help="set a port's link on a running switch, then exit")
+    switch.add_argument("--ports", action="store_true", help="list a running switch's ports, then exit")
+    switch.set_defaults(func=cmd_switch)
 
     try:
         from storage import cli as storage_cli
@@ -55,6 +70,62 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_nic(text: str, pcap: str | None):
+    """``BACKEND[,io=..,irq=..,mac=..]`` -> NicConfig (ValueError with the reason)."""
+    from vmm.machine import NicConfig
+
+    backend, *options = text.split(",")
+    config = NicConfig(backend=backend, pcap=pcap)
+    for option in options:
+        key, _, value = option.partition("=")
+        if key == "io":
+            config.io = int(value, 0)
+        elif key == "irq":
+            config.irq = int(value, 0)
+            if not 0 <= config.irq < 16:
+                raise ValueError(f"irq must be 0-15, not {value}")
+        elif key == "mac":
+            mac = bytes(int(part, 16) for part in value.split(":"))
+            if len(mac) != 6 or mac[0] & 1:
+                raise ValueError(f"{value} is not a unicast MAC address")
+            config.mac = mac
+        else:
+            raise ValueError(f"unknown NIC option {key!r} (io, irq, mac)")
+    return config
+
+
+def cmd_switch(args: argparse.Namespace) -> int:
+    from devices.net.switch import SwitchServer, control
+
+    if args.ports or args.link:
+        try:
+            if args.ports:
+                reply = control(args.name, {"command": "ports"})
+                for port in reply["ports"]:
+                    state = "up" if port["up"] else "down"
+                    print(f"{port['number']:3}  {state:4}  in {port['frames_in']:8}  out {port['frames_out']:8}  {port['label']}")
+                return 0
+            port, state = args.link
+            if state not in ("up", "down"):
+                print("vmm: --link PORT up|down", file=sys.stderr)
+                return 2
+            reply = control(args.name, {"command": "link", "port": int(port), "up": state == "up"})
+        except (RuntimeError, OSError, ValueError) as exc:
+            print(f"vmm: {exc}", file=sys.stderr)
+            return 1
+        if "error" in reply:
+            print(f"vmm: {reply['error']}", file=sys.stderr)
+            return 1
+        return 0
+    try:
+        server = SwitchServer(args.name, uplink=args.uplink, pcap=args.pcap, idle_exit=args.idle_exit)
+    except (RuntimeError, ValueError, OSError) as exc:
+        print(f"vmm: {exc}", file=sys.stderr)
+        return 1
+    server.serve_forever()
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from vmm.loaders import LoaderError
     from vmm.machine import Machine, MachineConfig
@@ -63,23 +134,34 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.memory < 2:
         print("vmm: --memory must be at least 2 MiB", file=sys.stderr)
         return 2
+    from vmm.netbackend import NicBackendError
+
+    try:
+        nic = parse_nic(args.nic, args.pcap) if args.nic else None
+    except ValueError as exc:
+        print(f"vmm: --nic: {exc}", file=sys.stderr)
+        return 2
     config = MachineConfig(
         memory_mib=args.memory,
         deterministic=args.deterministic,
         serial=args.serial,
         cmdline=args.append,
         initrds=list(args.initrd),
+        nic=nic,
     )
     try:
         machine = Machine(config)
         machine.load(args.kernel)
-    except LoaderError as exc:
+    except (LoaderError, NicBackendError) as exc:
         print(f"vmm: {exc}", file=sys.stderr)
         return ExitStatus.INPUT_REFUSED
     except OSError as exc:
         print(f"vmm: {exc.filename or ''}: {exc.strerror}", file=sys.stderr)
         return ExitStatus.INPUT_REFUSED
-    result = machine.run(max_seconds=args.max_seconds)
+    try:
+        result = machine.run(max_seconds=args.max_seconds)
+    finally:
+        machine.close()
     if result.reason:
         print(f"vmm: {result.reason}", file=sys.stderr)
     if args.stats:

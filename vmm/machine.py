@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from devices.debug_exit import DebugExit, PostCodePort
+from devices.net.link import Link
 from devices.pic import PicPair
 from devices.pit import Pit8254, SpeakerPort
 from devices.rtc import CmosRtc
@@ -45,12 +46,24 @@ DETERMINISTIC_EPOCH = 946684800
 
 
 @dataclass
+class NicConfig:
+    """``--nic BACKEND[,io=0x300,irq=9,mac=52:54:00:12:34:56]``."""
+
+    backend: str
+    io: int = 0x300
+    irq: int = 9
+    mac: bytes | None = None  # None: QEMU's first-NIC MAC, made distinct on a switch
+    pcap: str | None = None
+
+
+@dataclass
 class MachineConfig:
     memory_mib: int = 128
     deterministic: bool = False
     serial: str = "stdio"  # "stdio" or a file path
     cmdline: str = ""
     initrds: list[Path] = field(default_factory=list)
+    nic: NicConfig | None = None
 
 
 class Machine:
@@ -71,7 +84,12 @@ class Machine:
         self._input: queue.Queue[bytes] = queue.Queue()
         self._input_backlog = b""  # host input the UART has no room for yet
         self._input_open = False
+        self._frames: queue.Queue[bytes] = queue.Queue()
+        self.nic = None
+        self.nic_backend = None
         self._build_pc()
+        if config.nic is not None:
+            self._attach_nic(config.nic)
 
     # -- assembly ----------------------------------------------------------------------
     def _build_pc(self) -> None:
@@ -101,6 +119,27 @@ class Machine:
         self.pci = PciPlatform(
             self.cpu.uc, self.ports, self.mmio, self.open_bus, self.pic, self.request_stop
         )
+
+    def _attach_nic(self, config: NicConfig) -> None:
+        from devices.net.ne2000 import Ne2000
+        from vmm.netbackend import default_mac, open_backend
+
+        backend = open_backend(config.backend, config.pcap)
+        mac = config.mac or default_mac(config.backend)
+        self.nic = Ne2000(self.pic.irq_line(config.irq), mac, Link(backend.send))
+        self.ports.register(config.io, 32, self.nic)
+        self.nic_backend = backend
+        backend.start(self._frame_arrived)
+
+    def _frame_arrived(self, frame: bytes) -> None:
+        """From the backend's thread: queue, and stop the guest at the next block."""
+        self._frames.put(frame)
+        self.fast.stop_requested = 1
+
+    def close(self) -> None:
+        if self.nic_backend is not None:
+            self.nic_backend.close()
+            self.nic_backend = None
 
     def load(self, kernel: Path) -> BootState:
         """Load a kernel and put the CPU in the state its boot protocol requires."""
@@ -139,6 +178,8 @@ class Machine:
             self._input_backlog += self._input.get_nowait()
         if self._input_backlog:
             self._feed_uart()
+        while self.nic is not None and not self._frames.empty():
+            self.nic.receive(self._frames.get_nowait())
         for device in self.timed_devices:
             device.advance_to(now_ns)
 
