@@ -36,6 +36,14 @@ class PostCodePort:
     def write(self, offset: int, size: int, value: int) -> None:
         self.last = value & 0xFF
 
+    def write_string(self, offset: int, size: int, data: bytes) -> None:
+        """A whole ``rep outs`` in one call (the monitor's one-exit string I/O)."""
+        if data:
+            self.last = data[-size]
+
+    def read_string(self, offset: int, size: int, count: int) -> list[int]:
+        return [self.last] * count
+
     def save_state(self) -> dict[str, Any]:
         return {"last": self.last}
 

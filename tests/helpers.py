@@ -13,8 +13,9 @@ REPO = Path(__file__).resolve().parent.parent
 GUEST_BUILD = REPO / "guests" / "build"
 QEMU = shutil.which("qemu-system-i386")
 # Lines that hold platform values, not behaviour (../shared/DESIGN.md): memory sizes
-# reported by firmware, and QEMU's habit of putting the kernel path on the command line.
-PLATFORM_LINE_PREFIXES = ("mem:", "cmdline:")
+# reported by firmware, QEMU's habit of putting the kernel path on the command line, PCI
+# slots/BARs/IRQs, INQUIRY vendor and product strings, MAC addresses.
+PLATFORM_LINE_PREFIXES = ("mem:", "cmdline:", "pci:", "inquiry:", "mac:")
 
 
 @dataclass

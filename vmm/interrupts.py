@@ -57,6 +57,9 @@ class Event:
     # INT n / INT3 / INTO: the instruction's own address. A fault while delivering it
     # (a DPL check, a bad gate) is reported at the instruction, not after it.
     instruction_eip: int | None = None
+    # Raised by Unicorn itself (through its interrupt hook), which then remembers it as
+    # the "previous exception" until the monitor resets that after delivery.
+    from_cpu: bool = False
 
 
 def escalate(first: int, second: int) -> int | None:
@@ -79,9 +82,18 @@ class InterruptDelivery:
     def __init__(self, cpu: Cpu, mmu: Mmu) -> None:
         self.cpu = cpu
         self.mmu = mmu
+        self._privilege_detour = False
 
     def deliver(self, event: Event) -> None:
         """Deliver ``event``, escalating faults raised on the way (#DF, triple fault)."""
+        self._privilege_detour = False
+        try:
+            self._deliver_escalating(event)
+        finally:
+            if event.from_cpu or self._privilege_detour:
+                self.cpu.end_exception()
+
+    def _deliver_escalating(self, event: Event) -> None:
         current = event
         while True:
             try:
@@ -101,8 +113,6 @@ class InterruptDelivery:
                     current = Event(DF, 0)
                 else:
                     current = Event(vector, nested.error_code, cr2=nested.cr2)
-            finally:
-                self.cpu.end_exception()
 
     # -- one attempt --------------------------------------------------------------
     def _deliver_once(self, event: Event) -> None:
@@ -154,7 +164,8 @@ class InterruptDelivery:
         new_esp = (new_esp - len(frame)) & 0xFFFFFFFF
         self.mmu.write(new_esp, frame)  # may raise #PF: nothing changed yet
 
-        cpu.load_segments_for_privilege(selector & 0xFFFC | target_dpl, new_ss)
+        if cpu.load_segments_for_privilege(selector & 0xFFFC | target_dpl, new_ss):
+            self._privilege_detour = True
         cpu.set_reg("esp", new_esp)
         cleared = EFLAGS_TF | EFLAGS_NT | EFLAGS_RF | EFLAGS_VM
         if gate_type in (GATE_INT32, GATE_INT16):

@@ -71,6 +71,7 @@ class Machine:
         self.config = config
         self.exit_code: int | None = None
         self.stop_pending = False  # the monitor stopped the guest to change the machine
+        self.in_slice = False  # the guest is running (device callbacks come from hooks)
         self.stats = ExitStats()
         self.cpu = Cpu()
         self.memory = GuestMemory(self.cpu.uc, config.memory_mib * 1024 * 1024)
@@ -85,6 +86,7 @@ class Machine:
         self._input_backlog = b""  # host input the UART has no room for yet
         self._input_open = False
         self._frames: queue.Queue[bytes] = queue.Queue()
+        self._external = threading.Event()  # set when a frame or host input arrives
         self.nic = None
         self.nic_backend = None
         self._build_pc()
@@ -135,6 +137,7 @@ class Machine:
         """From the backend's thread: queue, and stop the guest at the next block."""
         self._frames.put(frame)
         self.fast.stop_requested = 1
+        self._external.set()
 
     def close(self) -> None:
         if self.nic_backend is not None:
@@ -189,19 +192,15 @@ class Machine:
             deadlines.append(self.clock.now_ns() + SERIAL_CHARACTER_NS)
         return min(deadlines, default=None)
 
-    def input_possible(self) -> bool:
-        return self._input_open
+    def external_input_possible(self) -> bool:
+        """Can something outside the VM (a frame, a key) still wake the guest?"""
+        return self._input_open or self.nic_backend is not None
 
-    def wait_for_input(self, timeout: float | None) -> bool:
-        """Block until host input arrives for the UART; False if none can come in time."""
-        if not self._input_open and self._input.empty():
-            return False
-        try:
-            self._input_backlog += self._input.get(timeout=timeout)
-        except queue.Empty:
-            return False
-        self._feed_uart()
-        return True
+    def wait_for_external(self, timeout: float | None) -> bool:
+        """Sleep until a frame or host input arrives (True) or ``timeout`` passes."""
+        arrived = self._external.wait(timeout)
+        self._external.clear()
+        return arrived
 
     def _feed_uart(self) -> None:
         """Give the UART what it can take without an overrun, as a serial line would."""
@@ -221,9 +220,19 @@ class Machine:
         cpu = self.cpu
         return cpu.reg("cr0"), cpu.reg("cr3"), cpu.reg("cr4")
 
+    def begin_slice(self) -> None:
+        self.in_slice = True
+        self.pci.begin_slice()
+
+    def end_slice(self) -> None:
+        self.in_slice = False
+        self.pci.end_slice()
+
     def _interrupt_line_changed(self, asserted: bool) -> None:
-        if asserted:
-            self.fast.stop_requested = 1  # deliver at the next block boundary
+        # Raised by a device while the guest runs: deliver at the next block boundary.
+        # Between slices the run loop delivers anyway: a stop would only cost a slice.
+        if asserted and self.in_slice:
+            self.fast.stop_requested = 1
 
     def request_stop(self) -> None:
         """Stop the guest now, from inside a port hook (never from an MMIO callback:
@@ -264,9 +273,11 @@ class Machine:
             data = os.read(fd, 256)
             if not data:
                 self._input_open = False
+                self._external.set()
                 return
             self._input.put(data)
             self.fast.stop_requested = 1
+            self._external.set()
 
 
 class _RearmOnWrite:

@@ -114,7 +114,8 @@ class RunLoop:
             cr2 = self.cpu.reg("cr2") if vector == PF and not raised.software else None
             start = self._software_interrupt_start(vector, raised.eip) if raised.software else None
             self.pending_event = Event(
-                vector, error_code, software=raised.software, cr2=cr2, instruction_eip=start
+                vector, error_code, software=raised.software, cr2=cr2,
+                instruction_eip=start, from_cpu=not raised.software,
             )
         except BaseException as exc:
             self.hook_error = exc
@@ -157,8 +158,7 @@ class RunLoop:
         machine = self.machine
         if machine.exit_code is not None:
             raise GuestStopped(min(machine.exit_code, 99), "")
-        if self._wall_limit is not None and time.monotonic() >= self._wall_limit:
-            raise GuestStopped(ExitStatus.TIME_LIMIT, f"stopped after --max-seconds {self.max_seconds:g}")
+        self._check_wall_limit()
         machine.advance_devices(self.clock.now_ns())
         self._deliver()
         self._arm(machine.next_deadline_ns())
@@ -204,8 +204,8 @@ class RunLoop:
     def _run_slice(self) -> None:
         fast = self.fast
         fast.stopped_in_block_hook = 0
-        pci = self.machine.pci
-        pci.begin_slice()
+        machine = self.machine
+        machine.begin_slice()
         try:
             self.uc.emu_start(self.cpu.eip, 0)
         except UcError as err:
@@ -220,7 +220,7 @@ class RunLoop:
                 ExitStatus.MONITOR_FAILURE, f"the CPU stopped at EIP {self.cpu.eip:#x}: {err}"
             ) from None
         finally:
-            pci.end_slice()
+            machine.end_slice()
         if self.hook_error is not None:
             error, self.hook_error = self.hook_error, None
             raise error
@@ -268,24 +268,40 @@ class RunLoop:
             return False
 
     def _halt(self) -> None:
-        """HLT: wait for an interrupt, skipping virtual time to the next deadline."""
+        """HLT: wait for an interrupt.
+
+        When nothing outside the VM can wake it, virtual time skips straight to the next
+        device deadline. When a frame or a key may still arrive, the wait is real: up to
+        the deadline's distance in host time, ending early when something arrives, so a
+        peer on the network gets the time to answer before the guest's timers run out.
+        """
         self.stats.count("hlt")
         machine = self.machine
         if not self.cpu.eflags & EFLAGS_IF:
             raise GuestStopped(ExitStatus.HALTED, f"the guest halted with interrupts disabled at EIP {self.cpu.eip - 1:#x}")
         started = self.clock.now_ns()
         while not machine.pic.interrupt_pending():
+            self._check_wall_limit()
             deadline = machine.next_deadline_ns()
             if deadline is not None and deadline - started > MAX_HALT_SKIP_NS:
                 raise GuestStopped(ExitStatus.HALTED, "the guest halted with every timer interrupt masked")
-            if deadline is not None:
+            if machine.external_input_possible():
+                wait = None if deadline is None else max(0.0, (deadline - self.clock.now_ns()) / 1e9)
+                remaining = self._remaining_wall()
+                if remaining is not None:
+                    wait = remaining if wait is None else min(wait, remaining)
+                arrived = machine.wait_for_external(wait)
+                if not arrived and deadline is not None:
+                    self.clock.skip_to(deadline)  # a no-op in wall mode: the time has passed
+            elif deadline is not None:
                 self.clock.skip_to(deadline)
-                machine.advance_devices(self.clock.now_ns())
-                continue
-            if not machine.wait_for_input(self._remaining_wall()):
-                if machine.input_possible():
-                    raise GuestStopped(ExitStatus.TIME_LIMIT, f"stopped after --max-seconds {self.max_seconds:g}")
+            else:
                 raise GuestStopped(ExitStatus.HALTED, "the guest halted and no interrupt can ever wake it")
+            machine.advance_devices(self.clock.now_ns())
+
+    def _check_wall_limit(self) -> None:
+        if self._wall_limit is not None and time.monotonic() >= self._wall_limit:
+            raise GuestStopped(ExitStatus.TIME_LIMIT, f"stopped after --max-seconds {self.max_seconds:g}")
 
     def _remaining_wall(self) -> float | None:
         if self._wall_limit is None:
