@@ -62,8 +62,7 @@ def boot_in_process(
     return Boot(out.getvalue().decode(errors="replace"), result.status, result.reason), machine
 
 
-def run_qemu(kernel: Path, append: str = "", memory_mib: int = 128, timeout: float = 300) -> Boot:
-    """Boot on qemu-system-i386 (TCG); status is the guest's port-0xF4 value."""
+def qemu_command(kernel: Path, append: str = "", memory_mib: int = 128, extra: list[str] = ()) -> list[str]:
     cmd = [
         QEMU, "-kernel", str(kernel), "-m", str(memory_mib), "-serial", "stdio",
         "-display", "none", "-monitor", "none", "-no-reboot", "-net", "none",
@@ -72,10 +71,39 @@ def run_qemu(kernel: Path, append: str = "", memory_mib: int = 128, timeout: flo
     ]
     if append:
         cmd += ["-append", append]
+    return cmd + list(extra)
+
+
+def qemu_status(returncode: int) -> int:
+    """QEMU exits with (v << 1) | 1 for a write of v to the exit port, 0 after a triple
+    fault; this gives v, or -1."""
+    return returncode >> 1 if returncode & 1 else -1
+
+
+def run_qemu(
+    kernel: Path, append: str = "", memory_mib: int = 128, timeout: float = 300, extra: list[str] = ()
+) -> Boot:
+    """Boot on qemu-system-i386 (TCG); status is the guest's port-0xF4 value."""
+    cmd = qemu_command(kernel, append, memory_mib, extra)
     proc = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL, timeout=timeout)
-    # QEMU exits with (v << 1) | 1 for a write of v, and 0 after a triple fault.
-    status = proc.returncode >> 1 if proc.returncode & 1 else -1
-    return Boot(proc.stdout.decode(errors="replace"), status, proc.stderr.decode(errors="replace"))
+    return Boot(proc.stdout.decode(errors="replace"), qemu_status(proc.returncode), proc.stderr.decode(errors="replace"))
+
+
+def free_udp_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def qemu_nic(local: int, remote: int, mac: str = "52:54:00:12:34:56") -> list[str]:
+    """QEMU's ISA NE2000 at 0x300/IRQ 9 on a UDP datagram netdev."""
+    return [
+        "-device", f"ne2k_isa,iobase=0x300,irq=9,netdev=n0,mac={mac}",
+        "-netdev", "dgram,id=n0,local.type=inet,local.host=127.0.0.1,"
+        f"local.port={local},remote.type=inet,remote.host=127.0.0.1,remote.port={remote}",
+    ]
 
 
 def behaviour_lines(output: str) -> list[str]:
