@@ -151,6 +151,10 @@ def _periodic_period_cycles(rate: int) -> int | None:
     return 1 << (rate - 1)
 
 
+# Plain int: tested between every two slices, where enum arithmetic would show.
+_INTERRUPT_ENABLES = int(RegB.PIE | RegB.AIE | RegB.UIE)
+
+
 class CmosRtc:
     """The RTC at ports 0x70-0x71; offset 0 = index, offset 1 = data."""
 
@@ -340,6 +344,8 @@ class CmosRtc:
     def next_deadline_ns(self) -> int | None:
         """When an enabled interrupt flag next comes up (None while IRQ 8 is held)."""
         s = self.state
+        if not s.cmos[Index.REG_B] & _INTERRUPT_ENABLES:
+            return None
         if self._irqf():
             return None  # nothing changes until the guest reads register C
         b = s.cmos[Index.REG_B]
@@ -352,8 +358,14 @@ class CmosRtc:
         return min(deadlines) if deadlines else None
 
     def advance_to(self, now_ns: int) -> None:
-        """Bring the flags up to now_ns and raise IRQ 8 if an enabled one is set."""
-        self._catch_up(now_ns)
+        """Bring the flags up to now_ns and raise IRQ 8 if an enabled one is set.
+
+        With no interrupt enabled nothing can reach the IRQ line, and register C
+        catches up by itself when read: the run loop calls this between every two
+        slices, so that case costs one test.
+        """
+        if self.state.cmos[Index.REG_B] & _INTERRUPT_ENABLES or self.irq8.level:
+            self._catch_up(now_ns)
 
     # --- bus interface -------------------------------------------------------------
 

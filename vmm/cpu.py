@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from unicorn import UC_ARCH_X86, UC_HOOK_INTR, UC_MODE_32, UC_PROT_ALL, Uc, UcError
 from unicorn import x86_const as X
+from unicorn.unicorn_py3.arch.intel import UcRegMMR
 from unicorn.unicorn_py3.unicorn import uclib
 
 # Registers saved in images and read in batches: the architectural state of a 32-bit PC.
@@ -138,6 +139,8 @@ class ScalarRegisters:
         self._handle = uc._uch
         self._value = ctypes.c_uint64()
         self._pointer = ctypes.cast(ctypes.byref(self._value), ctypes.c_void_p)
+        self._mmr = UcRegMMR()
+        self._mmr_pointer = ctypes.cast(ctypes.byref(self._mmr), ctypes.c_void_p)
         self._uc_read = uclib.uc_reg_read
         self._uc_write = uclib.uc_reg_write
 
@@ -147,6 +150,14 @@ class ScalarRegisters:
         if status:
             raise UcError(status)
         return self._value.value
+
+    def read_table(self, reg_id: int) -> tuple[int, int, int, int]:
+        """(selector, base, limit, flags) of GDTR, IDTR, LDTR or TR."""
+        mmr = self._mmr
+        status = self._uc_read(self._handle, reg_id, self._mmr_pointer)
+        if status:
+            raise UcError(status)
+        return mmr.selector, mmr.base, mmr.limit, mmr.flags
 
     def write(self, reg_id: int, value: int) -> None:
         self._value.value = value & 0xFFFFFFFFFFFFFFFF
@@ -164,6 +175,7 @@ class Cpu:
         registers = ScalarRegisters(self.uc)
         self._read = registers.read
         self._write = registers.write
+        self._read_table = registers.read_table
 
     # -- registers ------------------------------------------------------------
     def reg(self, name: str) -> int:
@@ -199,7 +211,7 @@ class Cpu:
 
     def table(self, name: str) -> tuple[int, int, int, int]:
         """(selector, base, limit, flags) of GDTR, IDTR, LDTR or TR."""
-        return self.uc.reg_read(REG_ID[name])
+        return self._read_table(REG_ID[name])
 
     # -- exception bookkeeping ---------------------------------------------------
     def raised_exception(self, vector: int) -> RaisedException:

@@ -222,11 +222,13 @@ class Machine:
 
     def begin_slice(self) -> None:
         self.in_slice = True
+        self.mmu.release_control_registers()
         self.pci.begin_slice()
 
     def end_slice(self) -> None:
         self.in_slice = False
         self.pci.end_slice()
+        self.mmu.hold_control_registers()
 
     def _interrupt_line_changed(self, asserted: bool) -> None:
         # Raised by a device while the guest runs: deliver at the next block boundary.

@@ -42,10 +42,19 @@ class Mmu:
 
     def __init__(self, memory: GuestMemory, read_control) -> None:
         self.memory = memory
-        self._control = read_control  # () -> (cr0, cr3, cr4)
+        self._read_control = read_control  # () -> (cr0, cr3, cr4)
+        self._control: tuple[int, int, int] | None = None
+
+    def hold_control_registers(self) -> None:
+        """Read CR0/CR3/CR4 once until :meth:`release_control_registers`: between slices
+        only the monitor runs, and it changes none of them."""
+        self._control = self._read_control()
+
+    def release_control_registers(self) -> None:
+        self._control = None
 
     def translate(self, linear: int, write: bool = False, user: bool = False) -> int:
-        cr0, cr3, cr4 = self._control()
+        cr0, cr3, cr4 = self._control or self._read_control()
         linear &= 0xFFFFFFFF
         if not cr0 & CR0_PG:
             return linear
