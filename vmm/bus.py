@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 from collections import Counter
 from dataclasses import dataclass
+from typing import Callable
 
 from devices.base import Device
 
@@ -45,6 +46,23 @@ class ExitStats:
         for device, n in counts.items():
             if n:
                 self.count(reason, device, n)
+
+
+class NotifyOnWrite:
+    """Bus adapter for a device with deadlines (a timer, a SCRIPTS engine): a write may
+    move its deadline or start work, so ``notify`` tells the run loop to re-arm."""
+
+    def __init__(self, device: Device, notify: Callable[[], None]) -> None:
+        self.device = device
+        self.name = device.name
+        self._notify = notify
+
+    def read(self, offset: int, size: int) -> int:
+        return self.device.read(offset, size)
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        self.device.write(offset, size, value)
+        self._notify()
 
 
 class Bus:

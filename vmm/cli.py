@@ -44,6 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--append", default="", metavar="CMDLINE", help="kernel command line")
     run.add_argument("--initrd", action="append", type=Path, default=[], metavar="FILE",
                      help="a Multiboot module (repeatable)")
+    run.add_argument("--disk", action="append", default=[], metavar="PATH",
+                     help="a SCSI disk on the LSI 53C895A: a raw image, or pool:NAME (repeatable)")
+    run.add_argument("--pool", metavar="DIR", help="the storage pool for pool: disks "
+                     "(default $VMM_POOL, else ./pool)")
+    run.add_argument("--redo", action="store_true",
+                     help="the run's writes land in a fresh overlay beside each disk")
     run.add_argument("--nic", metavar="BACKEND[,io=0x300,irq=9,mac=52:54:00:12:34:56]",
                      help="an NE2000 on switch:NAME or udp:LHOST:LPORT:RHOST:RPORT")
     run.add_argument("--pcap", metavar="PATH", help="capture the NIC's frames to a pcap file")
@@ -134,6 +140,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.memory < 2:
         print("vmm: --memory must be at least 2 MiB", file=sys.stderr)
         return 2
+    from vmm.disks import DiskError
     from vmm.netbackend import NicBackendError
 
     try:
@@ -148,11 +155,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         cmdline=args.append,
         initrds=list(args.initrd),
         nic=nic,
+        disks=list(args.disk),
+        pool=args.pool,
+        redo=args.redo,
     )
     try:
         machine = Machine(config)
         machine.load(args.kernel)
-    except (LoaderError, NicBackendError) as exc:
+    except (LoaderError, NicBackendError, DiskError) as exc:
         print(f"vmm: {exc}", file=sys.stderr)
         return ExitStatus.INPUT_REFUSED
     except OSError as exc:

@@ -22,9 +22,10 @@ from devices.pic import PicPair
 from devices.pit import Pit8254, SpeakerPort
 from devices.rtc import CmosRtc
 from devices.uart import Uart16550
-from vmm.bus import ExitStats, MmioBus, PortBus
+from vmm.bus import ExitStats, MmioBus, NotifyOnWrite, PortBus
 from vmm.clock import VirtualClock
 from vmm.cpu import CR0_PE, Cpu
+from vmm.disks import DiskError, DiskSet
 from vmm.loaders import BootState, load_kernel
 from vmm.memory import GuestMemory
 from vmm.native import FastState
@@ -34,6 +35,8 @@ from vmm.pci import PciPlatform
 from vmm.runloop import RunLoop, RunResult
 
 COM1 = 0x3F8
+LSI_SLOT = 3  # 00:03.0, where QEMU puts it with -net none
+LSI_OWN_ID = 7
 SERIAL_CHARACTER_NS = 87_000  # one 10-bit character at 115,200 baud
 BOOT_GDT = 0x8000
 BOOT_STACK = 0x7FF0
@@ -64,6 +67,9 @@ class MachineConfig:
     cmdline: str = ""
     initrds: list[Path] = field(default_factory=list)
     nic: NicConfig | None = None
+    disks: list[str] = field(default_factory=list)  # raw image paths or pool:NAME
+    pool: str | None = None  # the pool directory for pool: disks
+    redo: bool = False  # writes land in a fresh overlay beside each disk
 
 
 class Machine:
@@ -89,9 +95,17 @@ class Machine:
         self._external = threading.Event()  # set when a frame or host input arrives
         self.nic = None
         self.nic_backend = None
+        self.lsi = None
+        self.disk_set: DiskSet | None = None
         self._build_pc()
-        if config.nic is not None:
-            self._attach_nic(config.nic)
+        try:
+            if config.disks:
+                self._attach_scsi(config)
+            if config.nic is not None:
+                self._attach_nic(config.nic)
+        except BaseException:
+            self.close()
+            raise
 
     # -- assembly ----------------------------------------------------------------------
     def _build_pc(self) -> None:
@@ -109,9 +123,9 @@ class Machine:
             (0x20, 2, self.pic.master),
             (0xA0, 2, self.pic.slave),
             (0x4D0, 2, self.pic.elcr),
-            (0x40, 4, _RearmOnWrite(self.pit, self.fast)),
+            (0x40, 4, NotifyOnWrite(self.pit, self.request_rearm)),
             (0x61, 1, self.speaker),
-            (0x70, 2, _RearmOnWrite(self.rtc, self.fast)),
+            (0x70, 2, NotifyOnWrite(self.rtc, self.request_rearm)),
             (0x80, 1, self.post),
             (0xF4, 4, self.debug_exit),
             (COM1, 8, self.uart),
@@ -119,8 +133,30 @@ class Machine:
             self.ports.register(base, length, device)
         self.timed_devices = [self.pit, self.rtc]
         self.pci = PciPlatform(
-            self.cpu.uc, self.ports, self.mmio, self.open_bus, self.pic, self.request_stop
+            self.cpu.uc, self.ports, self.mmio, self.open_bus, self.pic,
+            self.request_stop, self.request_rearm,
         )
+
+    def _attach_scsi(self, config: MachineConfig) -> None:
+        """The LSI 53C895A at 00:03.0 with one SCSI disk per --disk at target IDs 0, 1,
+        ... (7 is the controller's own), LUN 0."""
+        from devices.scsi.disk import ScsiDisk
+        from devices.scsi.lsi53c895a import Lsi53c895a
+
+        target_ids = [i for i in range(16) if i != LSI_OWN_ID]
+        if len(config.disks) > len(target_ids):
+            raise DiskError(f"at most {len(target_ids)} disks fit on the SCSI bus")
+        self.disk_set = DiskSet(config.pool)
+        targets = {}
+        for target_id, spec in zip(target_ids, config.disks):
+            opened = self.disk_set.open(spec, redo=config.redo)
+            targets[target_id] = ScsiDisk(
+                opened.disk, serial=f"VMM-{target_id:02d}-{_disk_tag(spec)}",
+                wwn=0x5000C50000000000 | target_id,
+            )
+        self.lsi = Lsi53c895a(self.memory, targets, clock=self.clock)
+        self.pci.attach(LSI_SLOT, self.lsi)
+        self.timed_devices.append(self.lsi)
 
     def _attach_nic(self, config: NicConfig) -> None:
         from devices.net.ne2000 import Ne2000
@@ -140,9 +176,13 @@ class Machine:
         self._external.set()
 
     def close(self) -> None:
+        """Release host resources: flush and close the disks, leave the network."""
         if self.nic_backend is not None:
             self.nic_backend.close()
             self.nic_backend = None
+        if self.disk_set is not None:
+            self.disk_set.close()
+            self.disk_set = None
 
     def load(self, kernel: Path) -> BootState:
         """Load a kernel and put the CPU in the state its boot protocol requires."""
@@ -236,6 +276,11 @@ class Machine:
         if asserted and self.in_slice:
             self.fast.stop_requested = 1
 
+    def request_rearm(self) -> None:
+        """A timed device was written: its deadline may have moved, so end the slice
+        at the next block boundary and let the run loop re-arm it."""
+        self.fast.stop_requested = 1
+
     def request_stop(self) -> None:
         """Stop the guest now, from inside a port hook (never from an MMIO callback:
         a stop there can split a read-modify-write instruction)."""
@@ -282,21 +327,11 @@ class Machine:
             self._external.set()
 
 
-class _RearmOnWrite:
-    """Bus adapter for a timed device: a write may move its deadline, so the guest is
-    stopped at the next block boundary and the run loop re-arms the slice end."""
-
-    def __init__(self, device, fast: FastState) -> None:
-        self.device = device
-        self.name = device.name
-        self._fast = fast
-
-    def read(self, offset: int, size: int) -> int:
-        return self.device.read(offset, size)
-
-    def write(self, offset: int, size: int, value: int) -> None:
-        self.device.write(offset, size, value)
-        self._fast.stop_requested = 1
+def _disk_tag(spec: str) -> str:
+    """A printable serial-number part from a --disk argument."""
+    name = Path(spec.split(":", 1)[-1]).name
+    tag = "".join(c for c in name if c.isalnum())[:32]
+    return tag or "DISK"
 
 
 def _wall_time() -> float:

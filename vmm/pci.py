@@ -18,7 +18,8 @@ from unicorn import Uc
 from devices.pci.function import INTERRUPT_LINE, Bar, BarKind, Command, PciFunction
 from devices.pci.host_bridge import PciHostBridge
 from devices.pic import PicPair
-from vmm.bus import Mapping, MmioBus, PortBus
+from devices.base import TimedDevice
+from vmm.bus import Mapping, MmioBus, NotifyOnWrite, PortBus
 from vmm.open_bus import OpenBus
 
 PAGE = 0x1000
@@ -37,6 +38,7 @@ class PciPlatform:
         open_bus: OpenBus,
         pic: PicPair,
         request_stop: Callable[[], None],
+        request_rearm: Callable[[], None],
     ) -> None:
         self.uc = uc
         self.ports = ports
@@ -44,6 +46,7 @@ class PciPlatform:
         self.open_bus = open_bus
         self.pic = pic
         self._request_stop = request_stop
+        self._request_rearm = request_rearm
         self.host = PciHostBridge()
         ports.register(0xCF8, 8, self.host)
         self._port_mappings: dict[int, list[Mapping]] = {}
@@ -96,10 +99,12 @@ class PciPlatform:
         for mapping in self._mmio_mappings.pop(key, []):
             self.mmio.unregister(mapping)
         ports, memory = [], []
+        timed = isinstance(function, TimedDevice)
         for bar, address in function.decoded_bars():
             bus, bucket = (self.ports, ports) if bar.kind is BarKind.IO else (self.mmio, memory)
+            device = NotifyOnWrite(bar.device, self._request_rearm) if timed else bar.device
             try:
-                bucket.append(bus.register(address, bar.size, bar.device))
+                bucket.append(bus.register(address, bar.size, device))
             except ValueError:
                 pass  # overlapping another device: the PCI bus would not decode it either
         self._port_mappings[key] = ports
