@@ -62,15 +62,19 @@ class Event:
     from_cpu: bool = False
 
 
-def escalate(first: int, second: int) -> int | None:
-    """The vector to deliver when ``second`` occurs while delivering ``first``.
+def escalate(first: Event, second: int) -> int | None:
+    """The vector to deliver when exception ``second`` occurs while delivering ``first``.
 
-    None means triple fault (SDM vol. 3, table 6-5).
+    None means triple fault (SDM vol. 3, table 6-5). Software interrupts and external
+    interrupts are benign whatever their vector number: only exceptions the CPU raised
+    count as contributory or page faults.
     """
-    if first == DF:
+    if first.software or first.external:
+        return second
+    if first.vector == DF:
         return None
-    if (first in CONTRIBUTORY and second in CONTRIBUTORY) or (
-        first == PF and (second in CONTRIBUTORY or second == PF)
+    if (first.vector in CONTRIBUTORY and second in CONTRIBUTORY) or (
+        first.vector == PF and (second in CONTRIBUTORY or second == PF)
     ):
         return DF
     return second
@@ -104,7 +108,7 @@ class InterruptDelivery:
                     nested = GuestFault(PF, nested.error_code, nested.linear)
                 if current.instruction_eip is not None:
                     self.cpu.eip = current.instruction_eip
-                vector = escalate(current.vector, nested.vector)
+                vector = escalate(current, nested.vector)
                 if vector is None:
                     raise TripleFault(
                         f"triple fault: vector {nested.vector} while delivering #DF"
@@ -117,6 +121,8 @@ class InterruptDelivery:
     # -- one attempt --------------------------------------------------------------
     def _deliver_once(self, event: Event) -> None:
         cpu = self.cpu
+        if event.cr2 is not None:  # CR2 is loaded when #PF is raised, before delivery
+            cpu.set_reg("cr2", event.cr2)
         if not cpu.reg("cr0") & CR0_PE:
             self._deliver_real_mode(event)
             return
@@ -172,8 +178,6 @@ class InterruptDelivery:
             cleared |= EFLAGS_IF
         cpu.eflags = eflags & ~cleared
         cpu.eip = offset
-        if event.cr2 is not None:  # last: the segment loads above may clobber CR2
-            cpu.set_reg("cr2", event.cr2)
 
     def _descriptor(self, selector: int, ext: int) -> tuple[int, int]:
         if selector & 0xFFFC == 0:
@@ -207,7 +211,8 @@ class InterruptDelivery:
 
     def _deliver_real_mode(self, event: Event) -> None:
         cpu = self.cpu
-        ivt_entry = struct.unpack("<HH", self.mmu.read(event.vector * 4, 4))
+        _, ivt_base, _, _ = cpu.table("idtr")  # 0 after reset; LIDT may move it
+        ivt_entry = struct.unpack("<HH", self.mmu.read(ivt_base + event.vector * 4, 4))
         ip, cs = ivt_entry
         ss_base = cpu.reg("ss") << 4
         sp = (cpu.reg("esp") - 6) & 0xFFFF

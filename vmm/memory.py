@@ -5,6 +5,13 @@ interrupt-delivery code read and write it directly as a memoryview: no Unicorn c
 per access. Every write that does not come from the CPU invalidates Unicorn's
 translated code for the range, or Unicorn would keep running the old code (unicorn
 issue #2258; pinned by tests/unicorn).
+
+The invalidation must be by *physical* address. Unicorn's ``ctl_remove_cache`` takes a
+virtual address and translates it through the guest's page tables at the current CPL
+(a DMA target the guest has not mapped there is missed, and a failed translation even
+sets CR2), so the monitor calls QEMU's own ``tb_invalidate_phys_range``, which the
+library exports, with RAM offsets: RAM is the engine's first and only RAM block, mapped
+at 0, so its RAM offsets are its guest-physical addresses.
 """
 
 from __future__ import annotations
@@ -13,10 +20,16 @@ import ctypes
 import mmap
 
 from unicorn import UC_PROT_ALL, Uc
+from unicorn.unicorn_py3.unicorn import uclib
 
 from devices.base import DmaError
 
 PAGE_SIZE = 4096
+
+
+_invalidate_physical_range = uclib.tb_invalidate_phys_range_x86_64
+_invalidate_physical_range.argtypes = (ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64)
+_invalidate_physical_range.restype = None
 
 
 class GuestMemory:
@@ -32,6 +45,7 @@ class GuestMemory:
         self.view = memoryview(self._map)
         address = ctypes.addressof(ctypes.c_char.from_buffer(self._map))
         uc.mem_map_ptr(0, size, UC_PROT_ALL, address)
+        self._engine = ctypes.c_void_p(uc._uch.value)
 
     # -- access from the monitor and devices ------------------------------------
     def check_range(self, gpa: int, length: int) -> None:
@@ -55,7 +69,7 @@ class GuestMemory:
 
     def invalidate_code(self, gpa: int, length: int) -> None:
         if length:
-            self._uc.ctl_remove_cache(gpa, gpa + length)
+            _invalidate_physical_range(self._engine, gpa, gpa + length)
 
     def read_u32(self, gpa: int) -> int:
         self.check_range(gpa, 4)

@@ -61,7 +61,7 @@ class Mmu:
         mem = self.memory
         fault_bits = (PF_W if write else 0) | (PF_U if user else 0)
         pde_addr = (cr3 & 0xFFFFF000) + ((linear >> 22) << 2)
-        pde = mem.read_u32(pde_addr)
+        pde = self._entry(pde_addr)
         if not pde & PTE_P:
             raise PageFault(linear, fault_bits)
         if pde & PDE_PS and cr4 & CR4_PSE:
@@ -70,7 +70,7 @@ class Mmu:
             entries = [(pde_addr, pde)]
         else:
             pte_addr = (pde & 0xFFFFF000) + (((linear >> 12) & 0x3FF) << 2)
-            pte = mem.read_u32(pte_addr)
+            pte = self._entry(pte_addr)
             if not pte & PTE_P:
                 raise PageFault(linear, fault_bits)
             rights = pde & pte
@@ -83,18 +83,26 @@ class Mmu:
         # Set accessed (and dirty on the last level) as the CPU's walk would.
         for i, (addr, entry) in enumerate(entries):
             flags = PTE_A | (PTE_D if write and i == len(entries) - 1 else 0)
-            if entry & flags != flags:
+            if entry & flags != flags and addr + 4 <= mem.size:
                 mem.write_u32(addr, entry | flags)
         return phys
 
     def read(self, linear: int, length: int, user: bool = False) -> bytes:
+        """Read as the CPU would: physical addresses outside RAM float to all ones."""
         out = bytearray()
         while length:
             chunk = min(length, 0x1000 - (linear & 0xFFF))
-            out += self.memory.read(self.translate(linear, False, user), chunk)
+            out += self._physical_read(self.translate(linear, False, user), chunk)
             linear += chunk
             length -= chunk
         return bytes(out)
+
+    def _physical_read(self, phys: int, length: int) -> bytes:
+        size = self.memory.size
+        if phys + length <= size:
+            return self.memory.read(phys, length)
+        inside = max(0, size - phys)
+        return (self.memory.read(phys, inside) if inside else b"") + b"\xff" * (length - inside)
 
     def write(self, linear: int, data: bytes, user: bool = False) -> None:
         # Translate every page first, so a fault leaves memory untouched.
@@ -105,7 +113,13 @@ class Mmu:
             spans.append((self.translate(linear + offset, True, user), offset, chunk))
             offset += chunk
         for phys, offset, chunk in spans:
-            self.memory.write(phys, data[offset : offset + chunk])
+            inside = max(0, min(chunk, self.memory.size - phys))
+            if inside:  # beyond RAM nothing decodes the write: it is lost
+                self.memory.write(phys, data[offset : offset + inside])
+
+    def _entry(self, phys: int) -> int:
+        """A page-table entry; tables outside RAM read all ones, as the bus floats."""
+        return struct.unpack("<I", self._physical_read(phys, 4))[0]
 
     def read_u32(self, linear: int) -> int:
         return struct.unpack("<I", self.read(linear, 4))[0]

@@ -31,6 +31,7 @@ _STRING_IO = {
     CX.X86_INS_INSB: ("in", 1), CX.X86_INS_INSW: ("in", 2), CX.X86_INS_INSD: ("in", 4),
     CX.X86_INS_OUTSB: ("out", 1), CX.X86_INS_OUTSW: ("out", 2), CX.X86_INS_OUTSD: ("out", 4),
 }
+_RESTORED_ON_REFUSAL = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi", "eflags")
 _SEGMENT_PREFIX = {0x26: "es", 0x2E: "cs", 0x36: "ss", 0x3E: "ds", 0x64: "fs", 0x65: "gs"}
 
 
@@ -92,7 +93,7 @@ class PortIo:
         self._on_error = on_error
         self.fixup: StringFixup | None = None
         self.string_exits = 0
-        self.denied_restore: tuple[int, bytes] | None = None
+        self.denied_registers: dict[str, int] | None = None
 
     # -- called from C -------------------------------------------------------------
     def port_in(self, port: int, size: int, string: int) -> int:
@@ -120,7 +121,10 @@ class PortIo:
         try:
             if self._bitmap_allows(port, size):
                 return 1
-            self._protect_ins_destination()
+            # The instructions after this one may run before the stop lands (Unicorn
+            # stops at the next memory access or block end): keep the registers as
+            # they are at the refused instruction, to put them back.
+            self.denied_registers = {name: self.cpu.reg(name) for name in _RESTORED_ON_REFUSAL}
             return 0
         except BaseException as exc:
             self._on_error(exc)
@@ -139,10 +143,15 @@ class PortIo:
         """Move the whole string; the value for Unicorn's first element, or None to
         let Unicorn do it element by element (16-bit addressing, a fault on the way)."""
         insn = self._current_instruction()
-        if insn is None or insn.address_16 or insn.size != size:
+        if insn is None or insn.address_16 or insn.size != size or not insn.repeat:
+            # A single INS/OUTS is one element: Unicorn's own path is already one exit,
+            # and serving it here would need a stop that lands only after the next
+            # instructions have run.
             return None
         cpu = self.cpu
-        count = cpu.reg("ecx") if insn.repeat else 1
+        count = cpu.reg("ecx")
+        if count < 2:
+            return None
         step = -size if cpu.eflags & EFLAGS_DF else size
         user = cpu.cpl == 3
         esi, edi = cpu.reg("esi"), cpu.reg("edi")
@@ -165,7 +174,7 @@ class PortIo:
             self._write_port_string(port, size, data, count)
             first = int.from_bytes(data[:size], "little")
             esi = (esi + step * count) & 0xFFFFFFFF
-        ecx = 0 if insn.repeat else cpu.reg("ecx")
+        ecx = 0
         self.fixup = StringFixup(cpu.eip + insn.length, ecx, esi, edi)
         self.string_exits += 1
         self._stop_guest()
@@ -187,7 +196,10 @@ class PortIo:
         try:
             while linear < low + total:
                 chunk = min(low + total - linear, 0x1000 - (linear & 0xFFF))
-                spans.append((self.mmu.translate(linear, write, user), chunk))
+                phys = self.mmu.translate(linear, write, user)
+                if phys + chunk > self.mmu.memory.size:
+                    return None  # partly beyond RAM: Unicorn's path gives the open bus
+                spans.append((phys, chunk))
                 linear += chunk
         except PageFault:
             return None
@@ -240,14 +252,3 @@ class PortIo:
         bits = int.from_bytes(self.mmu.read(tss_base + offset, 2), "little")
         mask = ((1 << size) - 1) << (port % 8)
         return last // 8 - port // 8 <= 1 and not bits & mask
-
-    def _protect_ins_destination(self) -> None:
-        """A refused INS still stores (Unicorn's hook cannot veto): keep the old bytes."""
-        insn = self._current_instruction()
-        if insn is None or insn.direction != "in":
-            return
-        try:
-            phys = self.mmu.translate(self._segment_base("es") + self.cpu.reg("edi"), True, True)
-        except PageFault:
-            return
-        self.denied_restore = (phys, self.mmu.memory.read(phys, insn.size))

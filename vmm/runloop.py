@@ -233,11 +233,11 @@ class RunLoop:
         if fast.stopped_in_block_hook:
             self.stats.count("preempt")
             return
-        if self.machine.stop_pending:
-            self.machine.stop_pending = False
-            return
         if self.pending_event is not None or self.machine.exit_code is not None:
             return
+        # A stop the monitor asked for from a port hook lands only at the next memory
+        # access or block end, so the guest may have reached a HLT meanwhile.
+        self.machine.stop_pending = False
         if self._at_hlt():
             self._halt()
 
@@ -251,12 +251,12 @@ class RunLoop:
         cpu.eip = fix.eip
 
     def _refuse_io(self) -> None:
+        """#GP(0) at an I/O instruction that CPL, IOPL and the TSS bitmap refuse."""
         fast = self.fast
+        saved, self.portio.denied_registers = self.portio.denied_registers, None
+        for name, value in (saved or {}).items():
+            self.cpu.set_reg(name, value)
         fast.io_fault = 0
-        if self.portio.denied_restore is not None:
-            phys, old = self.portio.denied_restore
-            self.portio.denied_restore = None
-            self.machine.memory.write(phys, old)
         self.cpu.eip = fast.io_fault_eip
         self.stats.count("exception")
         self.pending_event = Event(GP, 0)

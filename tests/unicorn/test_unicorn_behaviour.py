@@ -331,33 +331,6 @@ def test_in_hook_stop_takes_effect_only_at_the_next_memory_access_or_block_end()
     assert eip(uc) == code["next"]  # the block's jump overwrote the rewound EIP
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Unicorn 2.1.4 acts on emu_stop() from an I/O hook only at the next guest memory "
-    "access or block end, so the instructions after the IN run and a rewound EIP can be "
-    "lost; fastpath.c's deny() assumes otherwise (tests/vmm/test_portio.py, "
-    "test_ring3_in_denied_runs_no_instruction_after_it)"
-))
-def test_in_hook_that_rewinds_eip_and_stops_leaves_eip_at_the_instruction_and_runs_nothing_after():
-    """What the monitor's refusal of an I/O instruction assumes."""
-    uc, code = flat_uc("""
-        mov ebx, 0
-    io:
-        in al, 0x60
-        mov ebx, 7
-        mov ebx, 9
-        hlt
-    """)
-
-    def rewind_and_stop(uc: Uc) -> None:
-        uc.reg_write(X.UC_X86_REG_EIP, code["io"])
-        uc.emu_stop()
-
-    PortRecorder(uc, on_in=rewind_and_stop)
-    uc.emu_start(CODE, 0)
-    assert eip(uc) == code["io"]
-    assert uc.reg_read(X.UC_X86_REG_EBX) == 0
-
-
 def test_rep_insw_whose_first_hook_stops_ends_at_the_instruction_with_ecx_and_edi_unadvanced():
     """The monitor serves a whole INS string from the first element's hook, stops, and
     then sets ECX/EDI/EIP itself; Unicorn must not have moved past the first element.
@@ -740,3 +713,30 @@ def test_until_is_ignored_with_exits_enabled_and_an_empty_exit_list():
     uc.emu_start(CODE, code["stop_here"])
     assert uc.reg_read(X.UC_X86_REG_EAX) == 3
     assert uc.mem_read(eip(uc) - 1, 1) == b"\xf4"
+
+
+def test_ctl_remove_cache_translates_its_address_through_the_guest_page_tables():
+    """Why GuestMemory invalidates with tb_invalidate_phys_range instead: Unicorn's
+    ctl_remove_cache takes a virtual address and looks it up through the guest's page
+    tables with the current privilege; a physical address the guest has not mapped at
+    the same virtual address leaves the old translation in place."""
+    from vmm.memory import GuestMemory
+
+    uc = Uc(UC_ARCH_X86, UC_MODE_32)
+    memory = GuestMemory(uc, 4 * 1024 * 1024)
+    setup_flat(uc, map_ram=False)
+    directory, table_low, table_code = 0x10000, 0x11000, 0x12000
+    for page in range(0, 0x100000, 0x1000):
+        memory.write_u32(directory, table_low | 3)
+        memory.write_u32(table_low + (page >> 12) * 4, page | 3)
+    memory.write_u32(directory + (0x400000 >> 22) * 4, table_code | 3)
+    memory.write_u32(table_code, 0x200000 | 3)
+    uc.reg_write(X.UC_X86_REG_CR3, directory)
+    uc.reg_write(X.UC_X86_REG_CR0, 0x80000011)
+    memory.view[0x200000 : 0x200000 + 6] = assemble("mov eax, 1\nhlt\n", 0x400000).code
+    uc.emu_start(0x400000, 0)
+    memory.view[0x200000 : 0x200000 + 6] = assemble("mov eax, 2\nhlt\n", 0x400000).code
+    uc.ctl_remove_cache(0x200000, 0x200006)  # physical address: not what it takes
+    uc.emu_start(0x400000, 0)
+    assert uc.reg_read(X.UC_X86_REG_EAX) == 1  # the stale translation ran
+    memory.close()

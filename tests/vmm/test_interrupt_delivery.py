@@ -297,21 +297,18 @@ def test_delivering_a_cpu_raised_fault_resets_unicorns_previous_exception_record
 
 
 def test_escalation_table_follows_the_sdm():
-    assert escalate(GP, NP) == DF
-    assert escalate(PF, PF) == DF
-    assert escalate(PF, GP) == DF
-    assert escalate(GP, PF) == PF  # contributory then #PF: serially
-    assert escalate(UD, GP) == GP  # benign first
-    assert escalate(DF, GP) is None
+    assert escalate(Event(GP, 0), NP) == DF
+    assert escalate(Event(PF, 0), PF) == DF
+    assert escalate(Event(PF, 0), GP) == DF
+    assert escalate(Event(GP, 0), PF) == PF  # contributory then #PF: serially
+    assert escalate(Event(UD), GP) == GP  # benign first
+    assert escalate(Event(DF, 0), GP) is None
+    assert escalate(Event(GP, software=True), GP) == GP  # INT 13 is not a #GP
+    assert escalate(Event(DF, external=True), GP) == GP  # nor is IRQ 0 at vector 8
 
 
 # -- bugs ------------------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: InterruptDelivery.deliver escalates by vector number only, so a software "
-    "INT 13 whose gate check fails counts as a #GP during #GP and becomes #DF; INT n is "
-    "benign (SDM table 6-5) and the #GP(0x6a) should be delivered"
-))
 def test_software_int_13_through_a_dpl0_gate_from_ring3_gives_gp_not_double_fault(user_rig):
     r = user_rig
     r.cpu.eip = USER_EIP + 2
@@ -320,11 +317,6 @@ def test_software_int_13_through_a_dpl0_gate_from_ring3_gives_gp_not_double_faul
     assert r.stack(2) == [GP * 8 + 2, USER_EIP]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: escalate() treats an external interrupt at vector 8 (IRQ 0 on a PIC still at "
-    "its power-on base) as #DF, so a not-present gate becomes a triple fault instead of "
-    "#NP(0x43); external interrupts are benign (SDM table 6-5)"
-))
 def test_external_interrupt_at_vector_8_with_a_not_present_gate_gives_np(rig):
     rig.set_gate(8, present=False)
     rig.deliver(Event(8, external=True))
@@ -332,11 +324,6 @@ def test_external_interrupt_at_vector_8_with_a_not_present_gate_gives_np(rig):
     assert rig.stack(1) == [8 * 8 + 2 + 1]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: when delivering #PF escalates to #DF, InterruptDelivery never loads CR2 with "
-    "the #PF's address (it is set only after a successful delivery of the #PF itself); "
-    "on the CPU, CR2 is loaded when the page fault is recognised"
-))
 def test_page_fault_escalated_to_double_fault_leaves_cr2_at_the_faulting_address(rig):
     rig.cpu.set_reg("cr2", 0)
     rig.set_gate(PF, present=False)
@@ -352,6 +339,7 @@ def real_mode_rig():
     r = Rig()
     cpu = r.cpu
     cpu.set_reg("cr0", 0x10)
+    cpu.set_reg("idtr", (0, 0, 0x3FF, 0))  # the IVT at 0, as after reset
     for segment in ("cs", "ss", "ds", "es"):
         cpu.set_reg(segment, 0)
     cpu.set_reg("esp", 0x7000)
@@ -391,10 +379,6 @@ def test_real_mode_stack_wraps_within_its_64k_segment(real_mode_rig):
     assert r.memory.read(0x20000 + 0xFFFC, 4) == bytes.fromhex("0005" "0000")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: real-mode delivery reads the vector at vector*4 and ignores IDTR; since the "
-    "286 the real-mode IVT is at IDTR.base (LIDT moves it)"
-))
 def test_real_mode_delivery_uses_the_idtr_base(real_mode_rig):
     r = real_mode_rig
     r.cpu.set_reg("idtr", (0, 0x8000, 0x3FF, 0))
@@ -509,11 +493,6 @@ def test_user_page_fault_is_delivered_with_error_code_and_cr2():
     assert r.stack(6) == [0b111, code["fault"], USER_CS, 0x202, USER_STACK, USER_DS]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: InterruptDelivery reads the IDT through Mmu/GuestMemory, whose DmaError for "
-    "an address outside RAM escapes Machine.run as a Python exception; on a PC the "
-    "read floats to all ones (no valid gate: #GP, #DF, triple fault)"
-))
 def test_idt_outside_ram_ends_the_run_with_a_triple_fault_not_an_exception():
     r = Rig()
     r.cpu.set_reg("idtr", (0, 0xF0000000, 0x7FF, 0))

@@ -313,11 +313,6 @@ def test_command_line_too_long_for_the_loader_area_is_refused(kernel, memory):
         load_multiboot(kernel, memory, cmdline="x" * (640 * 1024))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: multiboot._load_modules places modules right after the kernel's end even when "
-    "the kernel lies below the loader area (0x7000-0x9f000), so a module overwrites the "
-    "command line and memory map, and the module table then overwrites the module"
-))
 def test_module_after_a_low_kernel_is_not_placed_over_the_loader_area(tmp_path, memory):
     low = build_elf(tmp_path, link_at=0x1000)
     module = tmp_path / "initrd.img"

@@ -116,3 +116,36 @@ def test_write_into_the_middle_of_a_translated_block_is_seen():
     assert uc.reg_read(X.UC_X86_REG_EBX) == 5
     memory.close()
 
+
+
+def _map_page(memory: GuestMemory, directory: int, table: int, virtual: int, physical: int) -> None:
+    """One 4 KiB mapping (present, writable, supervisor) in a two-level page table."""
+    memory.write_u32(directory + (virtual >> 22) * 4, table | 0x3)
+    memory.write_u32(table + ((virtual >> 12) & 0x3FF) * 4, physical | 0x3)
+
+
+def test_dma_invalidation_is_by_physical_address_when_code_runs_at_another_virtual_one():
+    """The CPU runs code at virtual 0x400000 that lives at physical 0x200000. A DMA write
+    (by physical address) over it must drop the translation: Unicorn's own
+    ctl_remove_cache would have translated 0x200000 as a virtual address instead."""
+    uc = Uc(UC_ARCH_X86, UC_MODE_32)
+    memory = GuestMemory(uc, 4 * MIB)
+    setup_flat(uc, map_ram=False)
+    directory, table_low, table_code = 0x10000, 0x11000, 0x12000
+    for page in range(0, 0x100000, 0x1000):  # identity for the GDT and the stack
+        _map_page(memory, directory, table_low, page, page)
+    _map_page(memory, directory, table_code, 0x400000, 0x200000)
+    uc.reg_write(X.UC_X86_REG_CR3, directory)
+    uc.reg_write(X.UC_X86_REG_CR0, 0x80000011)
+    old = assemble("mov eax, 1\nhlt\n", 0x400000)
+    new = assemble("mov eax, 2\nhlt\n", 0x400000)
+    memory.write(0x200000, old.code)
+    uc.emu_start(0x400000, 0)
+    assert uc.reg_read(X.UC_X86_REG_EAX) == 1
+    cr2_before = uc.reg_read(X.UC_X86_REG_CR2)
+
+    memory.write(0x200000, new.code)
+    uc.emu_start(0x400000, 0)
+    assert uc.reg_read(X.UC_X86_REG_EAX) == 2
+    assert uc.reg_read(X.UC_X86_REG_CR2) == cr2_before  # no fault on the monitor's side
+    memory.close()

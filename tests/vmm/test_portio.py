@@ -250,14 +250,8 @@ def test_single_insb_stores_one_element_and_advances_edi_once():
     assert (regs["ecx"], regs["edi"], regs["runs"]) == (77, BUFFER + 1, 1)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: a non-rep OUTS is served from its hook, which then calls emu_stop; Unicorn acts "
-    "on that stop only at the next memory access or block end, so the register-only "
-    "instructions after the OUTS run, and run again when the fixup resumes after the "
-    "OUTS (here `inc ebx; inc ebx` leaves EBX = 4)"
-))
 def test_single_outsb_followed_by_register_instructions_runs_them_once():
-    device = StringDevice()
+    device = PlainDevice()
     rig = machine_with(device)
     rig.memory.write(BUFFER, b"Z")
     rig.load(assemble(f"""
@@ -272,7 +266,7 @@ def test_single_outsb_followed_by_register_instructions_runs_them_once():
     record:
     """ + RECORD_AND_EXIT, CODE))
     assert rig.run().status == 0
-    assert device.calls == [("write_string", 0, 1, b"Z")]
+    assert device.writes == [(0, 1, ord("Z"))]
     regs = recorded(rig)
     assert (regs["esi"], regs["ebx"]) == (BUFFER + 1, 2)
 
@@ -424,7 +418,7 @@ def test_ring3_rep_insb_denied_gives_gp_with_ecx_and_edi_untouched():
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "bug: Unicorn (QEMU's gen_ins) stores a dummy 0 to ES:EDI before the IN hook runs, "
+    "known gap: Unicorn (QEMU's gen_ins) stores a dummy 0 to ES:EDI before the IN hook runs, "
     "so PortIo._protect_ins_destination saves the already-zeroed bytes and the "
     "'restore' after a refused INS leaves a 0 element in guest memory (here b'\\x00eep')"
 ))
@@ -436,12 +430,6 @@ def test_ring3_rep_insb_denied_leaves_memory_untouched():
     assert rig.memory.read(BUFFER, 4) == b"keep"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: fastpath.c deny() rewinds EIP and calls uc_emu_stop from the IN hook, but "
-    "Unicorn acts on the stop only at the next memory access or block end: the "
-    "register-only instructions after a refused IN have run when #GP is delivered "
-    "(here EBX = 8 instead of 0)"
-))
 def test_ring3_in_denied_runs_no_instruction_after_it():
     rig = machine_with(PlainDevice())
     user_io(rig, f"""
@@ -454,11 +442,6 @@ def test_ring3_in_denied_runs_no_instruction_after_it():
     assert recorded(rig)["ebx"] == 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: after fastpath.c deny() refuses an IN, the guest keeps running until the next "
-    "memory access or block end, so a following OUT to a port the bitmap allows reaches "
-    "the device before the #GP for the IN is delivered"
-))
 def test_ring3_in_denied_lets_no_later_out_reach_a_device():
     device = PlainDevice()
     rig = machine_with(device)
@@ -475,11 +458,6 @@ def test_ring3_in_denied_lets_no_later_out_reach_a_device():
     assert device.writes == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: a refused OUTS has already loaded its first element and Unicorn advances "
-    "ESI and ECX for it before the stop from deny() takes effect; #GP is delivered with "
-    "ECX one lower and ESI one element further than before the instruction"
-))
 def test_ring3_rep_outsb_denied_leaves_ecx_and_esi_untouched():
     device = StringDevice()
     rig = machine_with(device)
@@ -502,13 +480,8 @@ def test_ring3_rep_outsb_denied_leaves_ecx_and_esi_untouched():
 RAM_END = 4 * 1024 * 1024  # the rig's RAM
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: PortIo._serve_string stores the whole string through GuestMemory, whose "
-    "DmaError for the part past the end of RAM escapes Machine.run; on the PC (and on "
-    "the machine's own open bus) those stores vanish"
-))
 def test_rep_insb_running_past_the_end_of_ram_stores_what_fits_and_continues():
-    device = StringDevice()
+    device = PlainDevice()
     rig = machine_with(device)
     rig.load(assemble(f"""
         cld
@@ -518,18 +491,14 @@ def test_rep_insb_running_past_the_end_of_ram_stores_what_fits_and_continues():
         rep insb
     """ + RECORD_AND_EXIT, CODE))
     assert rig.run().status == 0
-    assert rig.memory.read(RAM_END - 4, 4) == bytes([0x00, 0x01, 0x02, 0x03])
+    assert rig.memory.read(RAM_END - 4, 4) == bytes([1, 2, 3, 4])
+    assert device.reads == 16  # the rest went to the open bus
     regs = recorded(rig)
     assert (regs["ecx"], regs["edi"]) == (0, RAM_END + 12)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: PortIo._serve_string loads the whole string through GuestMemory, whose "
-    "DmaError for the part past the end of RAM escapes Machine.run; on the PC (and on "
-    "the machine's own open bus) those loads read all ones"
-))
 def test_rep_outsb_running_past_the_end_of_ram_sends_all_ones_for_the_missing_part():
-    device = StringDevice()
+    device = PlainDevice()
     rig = machine_with(device)
     rig.memory.write(RAM_END - 4, b"tail")
     rig.load(assemble(f"""
@@ -540,5 +509,5 @@ def test_rep_outsb_running_past_the_end_of_ram_sends_all_ones_for_the_missing_pa
         rep outsb
     """ + RECORD_AND_EXIT, CODE))
     assert rig.run().status == 0
-    assert device.calls == [("write_string", 0, 1, b"tail" + b"\xff" * 12)]
+    assert bytes(value for _, _, value in device.writes) == b"tail" + b"\xff" * 12
     assert recorded(rig)["esi"] == RAM_END + 12

@@ -168,7 +168,7 @@ def _memory_map(ram_size: int) -> bytes:
 
 def _load_modules(paths: list[Path], memory: GuestMemory, start: int, area: _Area) -> bytes:
     table = b""
-    cursor = start
+    cursor = max(start, 0x100000)  # never over the loader's own area below 640 KiB
     for path in paths:
         data = Path(path).read_bytes()
         cursor = (cursor + MODULE_ALIGN - 1) & ~(MODULE_ALIGN - 1)

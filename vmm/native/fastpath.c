@@ -87,7 +87,10 @@ static int is_string_io(uc_engine *uc)
     return 0;
 }
 
-/* Leave the instruction undone: EIP back on it, a stop, and #GP for the monitor. */
+/* Leave the instruction undone: EIP back on it, a stop, and #GP for the monitor.
+ * Unicorn acts on the stop only at the next memory access or block end, so the
+ * monitor restores the registers saved by io_denied; until then every port access is
+ * ignored, so nothing after the refused instruction reaches a device. */
 static void deny(uc_engine *uc, struct vmm_fast *f)
 {
     uint32_t eip = 0;
@@ -101,10 +104,11 @@ static void deny(uc_engine *uc, struct vmm_fast *f)
 uint32_t vmm_in_hook(uc_engine *uc, uint32_t port, int size, void *user_data)
 {
     struct vmm_fast *f = user_data;
-    if (!io_allowed(uc, f, port, size)) {
+    if (f->io_fault || !io_allowed(uc, f, port, size)) {
         uint32_t eax = 0;
         uc_reg_read(uc, UC_X86_REG_EAX, &eax);
-        deny(uc, f);
+        if (!f->io_fault)
+            deny(uc, f);
         return eax; /* the destination keeps its value */
     }
     return f->port_in(port, size, is_string_io(uc));
@@ -113,6 +117,8 @@ uint32_t vmm_in_hook(uc_engine *uc, uint32_t port, int size, void *user_data)
 void vmm_out_hook(uc_engine *uc, uint32_t port, int size, uint32_t value, void *user_data)
 {
     struct vmm_fast *f = user_data;
+    if (f->io_fault)
+        return; /* a refused access is pending: nothing reaches a device until #GP */
     if (!io_allowed(uc, f, port, size)) {
         deny(uc, f);
         return;
