@@ -15,9 +15,10 @@ block hook stops by itself when the code-byte count reaches it.
 
 from __future__ import annotations
 
-import threading
+import ctypes
 import time
 
+from vmm import native
 from vmm.native import FastState
 
 # Deterministic mode's nominal speed: one byte of guest code per nanosecond, about 300
@@ -63,41 +64,28 @@ class VirtualClock:
 
 
 class PreemptionTimer:
-    """A thread that raises the native stop flag at a host-time deadline.
+    """Raises the native stop flag at a host-time deadline (a thread in fastpath.c).
 
     Raising the flag is always safe: the block hook acts on it only at the start of a
     translation block, never inside an instruction.
     """
 
     def __init__(self, fast: FastState) -> None:
-        self.fast = fast
-        self._deadline: float | None = None
-        self._wake = threading.Condition()
-        self._closed = False
-        self._thread = threading.Thread(target=self._run, name="vmm-timer", daemon=True)
-        self._thread.start()
+        self.fast = fast  # the C thread writes into it: keep it alive as long as us
+        self._library = native.load()
+        self._timer = self._library.vmm_timer_start(ctypes.byref(fast))
+        if not self._timer:
+            raise RuntimeError("cannot start the preemption timer thread")
+        self._armed: int | None = None
 
     def arm(self, deadline: float | None) -> None:
         """Stop the guest at host monotonic time ``deadline`` (seconds); None disarms."""
-        with self._wake:
-            self._deadline = deadline
-            self._wake.notify()
+        deadline_ns = -1 if deadline is None else int(deadline * 1e9)
+        if deadline_ns != self._armed:
+            self._armed = deadline_ns
+            self._library.vmm_timer_arm(self._timer, deadline_ns)
 
     def close(self) -> None:
-        with self._wake:
-            self._closed = True
-            self._wake.notify()
-        self._thread.join(timeout=1)
-
-    def _run(self) -> None:
-        with self._wake:
-            while not self._closed:
-                if self._deadline is None:
-                    self._wake.wait()
-                    continue
-                delay = self._deadline - time.monotonic()
-                if delay > 0:
-                    self._wake.wait(delay)
-                    continue
-                self._deadline = None
-                self.fast.stop_requested = 1
+        if self._timer:
+            self._library.vmm_timer_stop(self._timer)
+            self._timer = None

@@ -419,8 +419,8 @@ def test_ring3_rep_insb_denied_gives_gp_with_ecx_and_edi_untouched():
 
 @pytest.mark.xfail(strict=True, reason=(
     "known gap: Unicorn (QEMU's gen_ins) stores a dummy 0 to ES:EDI before the IN hook runs, "
-    "so PortIo._protect_ins_destination saves the already-zeroed bytes and the "
-    "'restore' after a refused INS leaves a 0 element in guest memory (here b'\\x00eep')"
+    "so a refused INS leaves a 0 element in guest memory (here b'\\x00eep'): the old "
+    "byte is gone before the monitor can see the access (docs/monitor.md, known gaps)"
 ))
 def test_ring3_rep_insb_denied_leaves_memory_untouched():
     rig = machine_with(StringDevice())

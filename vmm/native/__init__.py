@@ -62,7 +62,7 @@ def build(force: bool = False) -> Path:
     cmd = [
         "gcc", "-O2", "-Wall", "-shared", "-fPIC",
         f"-I{udir / 'include'}", "-o", str(tmp), str(SOURCE),
-        f"-L{libdir}", "-l:libunicorn.so.2", f"-Wl,-rpath,{libdir}",
+        f"-L{libdir}", "-l:libunicorn.so.2", f"-Wl,-rpath,{libdir}", "-lpthread",
     ]
     try:
         subprocess.run(cmd, check=True, capture_output=True, text=True)
@@ -81,7 +81,14 @@ def load() -> ctypes.CDLL:
     """The loaded hot path, built first if needed."""
     global _library
     if _library is None:
-        _library = ctypes.CDLL(str(build()))
+        library = ctypes.CDLL(str(build()))
+        library.vmm_timer_start.argtypes = (ctypes.POINTER(FastState),)
+        library.vmm_timer_start.restype = ctypes.c_void_p
+        library.vmm_timer_arm.argtypes = (ctypes.c_void_p, ctypes.c_int64)
+        library.vmm_timer_arm.restype = None
+        library.vmm_timer_stop.argtypes = (ctypes.c_void_p,)
+        library.vmm_timer_stop.restype = None
+        _library = library
     return _library
 
 
