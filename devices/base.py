@@ -116,3 +116,43 @@ class Stateful(Protocol):
     def save_state(self) -> dict[str, Any]: ...
 
     def load_state(self, state: dict[str, Any]) -> None: ...
+
+
+def plain_state(items: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``dict_factory`` for ``dataclasses.asdict``: enum members become ints, so saved
+    state is plain data (lists, ints, bools, bytes, strings)."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, list):
+            return [plain(v) for v in value]
+        if isinstance(value, int) and not isinstance(value, bool):
+            return int(value)
+        return value
+
+    return {key: plain(value) for key, value in items}
+
+
+class ByteRegisters:
+    """Bus access for a chip of byte-wide registers on the ISA bus: a wider access is
+    split into byte accesses on consecutive ports, low byte first, and bytes past the
+    chip's ``port_count`` ports read as zero and are not written."""
+
+    port_count = 1
+
+    def _read_byte(self, offset: int) -> int:
+        raise NotImplementedError
+
+    def _write_byte(self, offset: int, value: int) -> None:
+        raise NotImplementedError
+
+    def read(self, offset: int, size: int) -> int:
+        value = 0
+        for i in range(size):
+            if offset + i < self.port_count:
+                value |= self._read_byte(offset + i) << (8 * i)
+        return value
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        for i in range(size):
+            if offset + i < self.port_count:
+                self._write_byte(offset + i, (value >> (8 * i)) & 0xFF)

@@ -20,18 +20,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from devices.base import IrqLine
-
-
-def _plain(items: list[tuple[str, Any]]) -> dict[str, Any]:
-    """dict_factory for dataclasses.asdict: enum members become ints (plain data)."""
-    def plain(value: Any) -> Any:
-        if isinstance(value, list):
-            return [plain(v) for v in value]
-        if isinstance(value, int) and not isinstance(value, bool):
-            return int(value)
-        return value
-    return {key: plain(value) for key, value in items}
+from devices.base import ByteRegisters, IrqLine, plain_state
 
 
 class Icw1(enum.IntFlag):
@@ -115,8 +104,10 @@ class PicState:
     int_output: bool = False  # the INT pin
 
 
-class Pic8259:
+class Pic8259(ByteRegisters):
     """One 8259A: offset 0 is the command port, offset 1 the data port."""
+
+    port_count = 2
 
     def __init__(self, name: str = "pic", output: Callable[[bool], None] | None = None,
                  elcr_mask: int = 0xFF) -> None:
@@ -207,18 +198,6 @@ class Pic8259:
         self._update()
 
     # --- bus interface ---------------------------------------------------------------
-
-    def read(self, offset: int, size: int) -> int:
-        value = 0
-        for i in range(size):
-            if offset + i < 2:
-                value |= self._read_byte(offset + i) << (8 * i)
-        return value
-
-    def write(self, offset: int, size: int, value: int) -> None:
-        for i in range(size):
-            if offset + i < 2:
-                self._write_byte(offset + i, (value >> (8 * i)) & 0xFF)
 
     def _read_byte(self, offset: int) -> int:
         s = self.state
@@ -319,7 +298,7 @@ class Pic8259:
     # --- state -------------------------------------------------------------------------
 
     def save_state(self) -> dict[str, Any]:
-        return dataclasses.asdict(self.state, dict_factory=_plain)
+        return dataclasses.asdict(self.state, dict_factory=plain_state)
 
     def load_state(self, state: dict[str, Any]) -> None:
         """Restore; the INT pin is re-announced so the wire matches the state."""

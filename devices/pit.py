@@ -21,22 +21,11 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-from devices.base import Clock, IrqLine
+from devices.base import ByteRegisters, Clock, IrqLine, plain_state
 
 PIT_HZ = 1_193_182  # the 8254's input clock on the PC
 NS_PER_S = 1_000_000_000
 REFRESH_TOGGLE_NS = 15_000  # port 0x61 bit 4 toggles every 15 us
-
-
-def _plain(items: list[tuple[str, Any]]) -> dict[str, Any]:
-    """dict_factory for dataclasses.asdict: enum members become ints (plain data)."""
-    def plain(value: Any) -> Any:
-        if isinstance(value, list):
-            return [plain(v) for v in value]
-        if isinstance(value, int) and not isinstance(value, bool):
-            return int(value)
-        return value
-    return {key: plain(value) for key, value in items}
 
 
 class Port(enum.IntEnum):
@@ -135,8 +124,10 @@ def _ns_of_tick(tick: int) -> int:
     return -((-tick * NS_PER_S) // PIT_HZ)
 
 
-class Pit8254:
+class Pit8254(ByteRegisters):
     """Three counters; OUT0 pulses irq0 on each rising edge."""
+
+    port_count = 4
 
     def __init__(self, clock: Clock, irq0: IrqLine, name: str = "pit") -> None:
         self.name = name
@@ -253,18 +244,6 @@ class Pit8254:
 
     # --- bus interface -----------------------------------------------------------------
 
-    def read(self, offset: int, size: int) -> int:
-        value = 0
-        for i in range(size):
-            if offset + i < 4:
-                value |= self._read_byte(offset + i) << (8 * i)
-        return value
-
-    def write(self, offset: int, size: int, value: int) -> None:
-        for i in range(size):
-            if offset + i < 4:
-                self._write_byte(offset + i, (value >> (8 * i)) & 0xFF)
-
     def _read_byte(self, offset: int) -> int:
         if offset == Port.CONTROL:
             return 0xFF  # the control register cannot be read
@@ -376,7 +355,7 @@ class Pit8254:
     # --- state --------------------------------------------------------------------------
 
     def save_state(self) -> dict[str, Any]:
-        return {"channels": [dataclasses.asdict(ch, dict_factory=_plain) for ch in self.channels]}
+        return {"channels": [dataclasses.asdict(ch, dict_factory=plain_state) for ch in self.channels]}
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.channels = [ChannelState(**ch) for ch in state["channels"]]

@@ -21,7 +21,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-from devices.base import Clock, IrqLine
+from devices.base import ByteRegisters, Clock, IrqLine, plain_state
 
 NS_PER_S = 1_000_000_000
 TIMEBASE_HZ = 32_768  # the crystal behind the periodic interrupt rates
@@ -29,17 +29,6 @@ UIP_WINDOW_NS = 244_000  # UIP is set this long before each update
 NMI_DISABLE = 0x80  # index port bit 7: NMI mask, not part of the index
 INDEX_MASK = 0x7F
 CMOS_SIZE = 128
-
-
-def _plain(items: list[tuple[str, Any]]) -> dict[str, Any]:
-    """dict_factory for dataclasses.asdict: enum members become ints (plain data)."""
-    def plain(value: Any) -> Any:
-        if isinstance(value, list):
-            return [plain(v) for v in value]
-        if isinstance(value, int) and not isinstance(value, bool):
-            return int(value)
-        return value
-    return {key: plain(value) for key, value in items}
 
 
 class Index(enum.IntEnum):
@@ -155,8 +144,10 @@ def _periodic_period_cycles(rate: int) -> int | None:
 _INTERRUPT_ENABLES = int(RegB.PIE | RegB.AIE | RegB.UIE)
 
 
-class CmosRtc:
+class CmosRtc(ByteRegisters):
     """The RTC at ports 0x70-0x71; offset 0 = index, offset 1 = data."""
+
+    port_count = 2
 
     def __init__(self, clock: Clock, irq8: IrqLine, epoch_seconds: int,
                  name: str = "rtc") -> None:
@@ -369,18 +360,6 @@ class CmosRtc:
 
     # --- bus interface -------------------------------------------------------------
 
-    def read(self, offset: int, size: int) -> int:
-        value = 0
-        for i in range(size):
-            if offset + i < 2:
-                value |= self._read_byte(offset + i) << (8 * i)
-        return value
-
-    def write(self, offset: int, size: int, value: int) -> None:
-        for i in range(size):
-            if offset + i < 2:
-                self._write_byte(offset + i, (value >> (8 * i)) & 0xFF)
-
     def _read_byte(self, offset: int) -> int:
         s = self.state
         if offset == 0:
@@ -441,7 +420,7 @@ class CmosRtc:
     # --- state --------------------------------------------------------------------------
 
     def save_state(self) -> dict[str, Any]:
-        return dataclasses.asdict(self.state, dict_factory=_plain)
+        return dataclasses.asdict(self.state, dict_factory=plain_state)
 
     def load_state(self, state: dict[str, Any]) -> None:
         """Restore RAM and time base; IRQ 8 is set to match."""

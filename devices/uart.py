@@ -22,20 +22,9 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from devices.base import IrqLine
+from devices.base import ByteRegisters, IrqLine, plain_state
 
 FIFO_SIZE = 16
-
-
-def _plain(items: list[tuple[str, Any]]) -> dict[str, Any]:
-    """dict_factory for dataclasses.asdict: enum members become ints (plain data)."""
-    def plain(value: Any) -> Any:
-        if isinstance(value, list):
-            return [plain(v) for v in value]
-        if isinstance(value, int) and not isinstance(value, bool):
-            return int(value)
-        return value
-    return {key: plain(value) for key, value in items}
 
 
 class Reg(enum.IntEnum):
@@ -167,8 +156,10 @@ class UartState:
     iir_id: int = Iir.NONE
 
 
-class Uart16550:
+class Uart16550(ByteRegisters):
     """A 16550 with its eight registers at offsets 0-7."""
+
+    port_count = 8
 
     def __init__(self, irq: IrqLine, output: Callable[[bytes], None],
                  name: str = "uart") -> None:
@@ -254,18 +245,6 @@ class Uart16550:
         self._update_irq()
 
     # --- bus interface ----------------------------------------------------------------
-
-    def read(self, offset: int, size: int) -> int:
-        value = 0
-        for i in range(size):
-            if offset + i < 8:
-                value |= self._read_byte(offset + i) << (8 * i)
-        return value
-
-    def write(self, offset: int, size: int, value: int) -> None:
-        for i in range(size):
-            if offset + i < 8:
-                self._write_byte(offset + i, (value >> (8 * i)) & 0xFF)
 
     def _read_byte(self, offset: int) -> int:
         s = self.state
@@ -389,7 +368,7 @@ class Uart16550:
     # --- state --------------------------------------------------------------------------
 
     def save_state(self) -> dict[str, Any]:
-        return dataclasses.asdict(self.state, dict_factory=_plain)
+        return dataclasses.asdict(self.state, dict_factory=plain_state)
 
     def load_state(self, state: dict[str, Any]) -> None:
         """Restore registers and FIFO; the IRQ line is set to match."""

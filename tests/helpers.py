@@ -132,3 +132,17 @@ def build_kernel(directory: Path, body: str, name: str = "kernel") -> Path:
         check=True,
     )
     return elf
+
+
+def assert_plain(value) -> None:
+    """Saved state holds only plain Python data (no enum members, no objects), so one
+    generic walk can write it into a VM image."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            assert type(key) is str
+            assert_plain(item)
+    elif isinstance(value, list):
+        for item in value:
+            assert_plain(item)
+    else:
+        assert value is None or type(value) in (int, bool, str, bytes), repr(value)

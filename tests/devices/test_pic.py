@@ -6,24 +6,12 @@ from hypothesis import given, strategies as st
 
 from devices.base import Device, Stateful
 from devices.pic import PicPair
+from tests.helpers import assert_plain
 
 EOI = 0x20
 READ_IRR = 0x0A
 READ_ISR = 0x0B
 POLL = 0x0C
-
-
-def assert_plain(value) -> None:
-    """Saved state holds only plain Python data (no enum members, no objects)."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            assert type(key) is str
-            assert_plain(item)
-    elif isinstance(value, list):
-        for item in value:
-            assert_plain(item)
-    else:
-        assert type(value) in (int, bool, str, bytes, type(None)), repr(value)
 
 
 def linux_init(pair: PicPair, master_base: int = 0x30, slave_base: int = 0x38) -> None:

@@ -8,6 +8,7 @@ from hypothesis import given, strategies as st
 
 from devices.base import Device, IrqLine, ManualClock, Stateful, TimedDevice
 from devices.pit import PIT_HZ, Pit8254, SpeakerPort
+from tests.helpers import assert_plain
 
 CONTROL = 3
 NS = 1_000_000_000
@@ -25,19 +26,6 @@ class Recorder:
         if level and not self.level:
             self.edges += 1
         self.level = level
-
-
-def assert_plain(value) -> None:
-    """Saved state holds only plain Python data (no enum members, no objects)."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            assert type(key) is str
-            assert_plain(item)
-    elif isinstance(value, list):
-        for item in value:
-            assert_plain(item)
-    else:
-        assert type(value) in (int, bool, str, bytes, type(None)), repr(value)
 
 
 def make_pit(start_ns: int = 0) -> tuple[Pit8254, ManualClock, Recorder]:

@@ -9,24 +9,12 @@ from hypothesis import given, strategies as st
 
 from devices.base import Device, IrqLine, ManualClock, Stateful, TimedDevice
 from devices.rtc import CmosRtc
+from tests.helpers import assert_plain
 
 NS = 1_000_000_000
 # Wednesday 2026-11-25 13:34:56 UTC
 EPOCH = calendar.timegm((2026, 11, 25, 13, 34, 56, 0, 0, 0))
 REG_A, REG_B, REG_C, REG_D = 0x0A, 0x0B, 0x0C, 0x0D
-
-
-def assert_plain(value) -> None:
-    """Saved state holds only plain Python data (no enum members, no objects)."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            assert type(key) is str
-            assert_plain(item)
-    elif isinstance(value, list):
-        for item in value:
-            assert_plain(item)
-    else:
-        assert type(value) in (int, bool, str, bytes, type(None)), repr(value)
 
 
 def make_rtc(start_ns: int = 0) -> tuple[CmosRtc, ManualClock, IrqLine]:

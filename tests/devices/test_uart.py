@@ -8,6 +8,7 @@ from hypothesis import given, strategies as st
 
 from devices.base import Device, IrqLine, Stateful
 from devices.uart import Uart16550
+from tests.helpers import assert_plain
 
 RBR = THR = DLL = 0
 IER = DLM = 1
@@ -28,19 +29,6 @@ class Port:
 
     def w(self, reg: int, value: int) -> None:
         self.uart.write(reg, 1, value)
-
-
-def assert_plain(value) -> None:
-    """Saved state holds only plain Python data (no enum members, no objects)."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            assert type(key) is str
-            assert_plain(item)
-    elif isinstance(value, list):
-        for item in value:
-            assert_plain(item)
-    else:
-        assert type(value) in (int, bool, str, bytes, type(None)), repr(value)
 
 
 def test_reset_values() -> None:

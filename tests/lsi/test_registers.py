@@ -13,19 +13,7 @@ from devices.scsi.lsi_registers import Dstat, Istat, Sist0, Sist1
 
 from tests.lsi.asm import MSG_IN, MSG_OUT, Program
 from tests.lsi.fakes import FakeDisk, FakeDma, Rig
-
-
-def assert_plain(value) -> None:
-    """Saved state holds only plain Python data (no enum members, no objects)."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            assert type(key) is str
-            assert_plain(item)
-    elif isinstance(value, list):
-        for item in value:
-            assert_plain(item)
-    else:
-        assert value is None or type(value) in (int, bool, str, bytes), repr(value)
+from tests.helpers import assert_plain
 
 
 # -- PCI identity and BARs -------------------------------------------------------------------------

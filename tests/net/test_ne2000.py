@@ -17,6 +17,7 @@ from tests.net import (
     REMOTE_WRITE, RESET, RING_START, RING_STOP, RSR, START_PAGE0, STOP_PAGE0, TBCR0,
     TBCR1, TCR, TPSR, TRANSMIT, TSR, TX_PAGE, Card, frame_to,
 )
+from tests.helpers import assert_plain
 
 BROADCAST = b"\xff" * 6
 OTHER = bytes.fromhex("525400abcdef")
@@ -40,18 +41,6 @@ def ethernet_crc_msb_first(data: bytes) -> int:
             if carry:
                 crc ^= 0x04C11DB7
     return crc
-
-
-def assert_plain(value) -> None:
-    if isinstance(value, dict):
-        for key, item in value.items():
-            assert type(key) is str
-            assert_plain(item)
-    elif isinstance(value, list):
-        for item in value:
-            assert_plain(item)
-    else:
-        assert type(value) in (int, bool, str, bytes, type(None)), repr(value)
 
 
 # --- power-on and reset -----------------------------------------------------------------
