@@ -54,7 +54,11 @@ class ContextOffsets:
     error_code: int
     exception_is_int: int
     old_exception: int
+    segments: int  # env->segs[ES, CS, SS, DS, FS, GS]: selector, base, limit, flags
     size: int
+
+
+SEGMENT_CACHE = struct.Struct("<I4xQII")  # QEMU's SegmentCache with a 64-bit base
 
 
 def _context_bytes(uc: Uc) -> bytes:
@@ -115,7 +119,25 @@ def context_offsets() -> ContextOffsets:
             f"(error_code {sorted(error_code)}, is_int {sorted(is_int)}, "
             f"old_exception {sorted(old_exception)}): unsupported Unicorn build"
         )
-    return ContextOffsets(pairs[0], pairs[0] + 4, old_exception.pop(), len(gp1))
+    return ContextOffsets(pairs[0], pairs[0] + 4, old_exception.pop(), _segments_offset(gp1), len(gp1))
+
+
+def _segments_offset(ctx: bytes) -> int:
+    """Where the probe's ES=0x10, CS=0x08, SS=0x10, DS=0x10 (flat, limit 4 GiB) sit."""
+    step = SEGMENT_CACHE.size
+    found = []
+    for off in range(0, len(ctx) - 6 * step + 1, 4):
+        try:
+            segs = [SEGMENT_CACHE.unpack_from(ctx, off + i * step) for i in range(4)]
+        except struct.error:
+            break
+        if [seg[0] for seg in segs] == [0x10, 0x08, 0x10, 0x10] and all(
+            seg[1] == 0 and seg[2] == 0xFFFFFFFF for seg in segs
+        ):
+            found.append(off)
+    if len(found) != 1:
+        raise RuntimeError(f"cannot locate the segment caches in Unicorn's CPU context ({found})")
+    return found[0]
 
 
 @dataclass(frozen=True)
@@ -219,6 +241,23 @@ class Cpu:
         ctx = _context_bytes(self.uc)
         error_code, is_int = struct.unpack_from("<iI", ctx, self.offsets.error_code)
         return RaisedException(vector, self.eip, error_code & 0xFFFFFFFF, bool(is_int))
+
+    def segment_caches(self) -> list[tuple[int, int, int, int]]:
+        """(selector, base, limit, flags) of ES, CS, SS, DS, FS, GS: the hidden parts
+        that ``reg_read`` does not show."""
+        ctx = _context_bytes(self.uc)
+        step = SEGMENT_CACHE.size
+        return [SEGMENT_CACHE.unpack_from(ctx, self.offsets.segments + i * step) for i in range(6)]
+
+    def set_segment_caches(self, caches: list[tuple[int, int, int, int]]) -> None:
+        """Overwrite the hidden parts (after the selectors were loaded normally), for a
+        state no descriptor table would give (a descriptor changed after the load)."""
+        ctx = self.uc.context_save()
+        step = SEGMENT_CACHE.size
+        for i, cache in enumerate(caches):
+            packed = SEGMENT_CACHE.pack(*cache)
+            ctypes.memmove(ctx.context.value + self.offsets.segments + i * step, packed, len(packed))
+        self.uc.context_restore(ctx)
 
     def end_exception(self) -> None:
         """Forget the previous exception, as QEMU's delivery would have."""
