@@ -155,8 +155,10 @@ class MmioBus(Bus):
     def __init__(self) -> None:
         super().__init__("MMIO bus", 1 << 32)
         self.exits: Counter[str] = Counter()
+        self.count = 0
 
     def read(self, address: int, size: int) -> int:
+        self.count += 1
         mapping = self.find(address)
         if mapping is None:
             return (1 << (8 * size)) - 1
@@ -164,6 +166,7 @@ class MmioBus(Bus):
         return mapping.device.read(address - mapping.base, size)
 
     def write(self, address: int, size: int, value: int) -> None:
+        self.count += 1
         mapping = self.find(address)
         if mapping is None:
             return

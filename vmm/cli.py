@@ -53,7 +53,27 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--nic", metavar="BACKEND[,io=0x300,irq=9,mac=52:54:00:12:34:56]",
                      help="an NE2000 on switch:NAME or udp:LHOST:LPORT:RHOST:RPORT")
     run.add_argument("--pcap", metavar="PATH", help="capture the NIC's frames to a pcap file")
+    run.add_argument("--image", metavar="IMAGE", help="where SIGUSR1 and --suspend-after suspend the VM to")
+    run.add_argument("--suspend-after", type=_positive_int, metavar="N",
+                     help="suspend to --image after the guest's Nth exit (with --deterministic)")
+    run.add_argument("--control", metavar="SOCKET", help="a Unix socket for `vmm suspend SOCKET IMAGE`")
     run.set_defaults(func=cmd_run)
+
+    resume = sub.add_parser("resume", help="continue a VM from its image")
+    resume.add_argument("image", help="a VM image written by a suspend")
+    resume.add_argument("--max-seconds", type=_positive_float, metavar="S", help="wall-time limit (exit 102)")
+    resume.add_argument("--serial", metavar="stdio|PATH", help="where COM1 output goes now (default stdio)")
+    resume.add_argument("--stats", action="store_true", help="print exit statistics to stderr at the end")
+    resume.add_argument("--image", metavar="IMAGE", help="where SIGUSR1 and --suspend-after suspend it next")
+    resume.add_argument("--suspend-after", type=_positive_int, metavar="N",
+                        help="suspend again to --image after N more exits")
+    resume.add_argument("--control", metavar="SOCKET", help="a Unix socket for `vmm suspend SOCKET IMAGE`")
+    resume.set_defaults(func=cmd_resume)
+
+    suspend = sub.add_parser("suspend", help="suspend a running `vmm run --control SOCKET`")
+    suspend.add_argument("socket", help="the VM's control socket")
+    suspend.add_argument("image", help="the image file to write")
+    suspend.set_defaults(func=cmd_suspend)
 
     switch = sub.add_parser("switch", help="run a virtual Ethernet switch")
     switch.add_argument("name", help="the switch's name (VMs use --nic switch:NAME)")
@@ -135,7 +155,6 @@ def cmd_switch(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from vmm.loaders import LoaderError
     from vmm.machine import Machine, MachineConfig
-    from vmm.stats import print_stats
 
     if args.memory < 2:
         print("vmm: --memory must be at least 2 MiB", file=sys.stderr)
@@ -168,8 +187,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"vmm: {exc.filename or ''}: {exc.strerror}", file=sys.stderr)
         return ExitStatus.INPUT_REFUSED
+    if args.suspend_after and not args.image:
+        print("vmm: --suspend-after needs --image", file=sys.stderr)
+        return 2
+    return _run_machine(machine, args)
+
+
+def _run_machine(machine, args: argparse.Namespace) -> int:
+    """Run a built machine to its end; shared by `vmm run` and `vmm resume`."""
+    from vmm.stats import print_stats
+
     try:
-        result = machine.run(max_seconds=args.max_seconds)
+        result = machine.run(
+            max_seconds=args.max_seconds,
+            suspend_image=args.image,
+            suspend_after=args.suspend_after,
+            control_socket=args.control,
+        )
     finally:
         machine.close()
     if result.reason:
@@ -177,6 +211,38 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.stats:
         print_stats(machine, sys.stderr)
     return result.status
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from vmm.disks import DiskError
+    from vmm.image import ImageError
+    from vmm.netbackend import NicBackendError
+    from vmm.snapshot import resume
+
+    if args.suspend_after and not args.image:
+        print("vmm: --suspend-after needs --image", file=sys.stderr)
+        return 2
+    try:
+        machine = resume(args.image, serial=args.serial)
+    except (ImageError, DiskError, NicBackendError) as exc:
+        print(f"vmm: {exc}", file=sys.stderr)
+        return ExitStatus.INPUT_REFUSED
+    return _run_machine(machine, args)
+
+
+def cmd_suspend(args: argparse.Namespace) -> int:
+    from vmm.control import request_suspend
+
+    try:
+        reply = request_suspend(args.socket, args.image)
+    except (RuntimeError, OSError, ValueError) as exc:
+        print(f"vmm: {exc}", file=sys.stderr)
+        return 1
+    if "error" in reply:
+        print(f"vmm: {reply['error']}", file=sys.stderr)
+        return 1
+    print(reply["suspended"])
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -96,6 +96,7 @@ class Machine:
         self.nic = None
         self.nic_backend = None
         self.lsi = None
+        self.lsi_targets: dict = {}
         self.disk_set: DiskSet | None = None
         self._build_pc()
         try:
@@ -154,6 +155,7 @@ class Machine:
                 opened.disk, serial=f"VMM-{target_id:02d}-{_disk_tag(spec)}",
                 wwn=0x5000C50000000000 | target_id,
             )
+        self.lsi_targets = targets
         self.lsi = Lsi53c895a(self.memory, targets, clock=self.clock)
         self.pci.attach(LSI_SLOT, self.lsi)
         self.timed_devices.append(self.lsi)
@@ -184,6 +186,26 @@ class Machine:
             self.disk_set.close()
             self.disk_set = None
 
+    def stateful_parts(self) -> dict:
+        """Every part whose state a VM image keeps, by a name stable across versions."""
+        parts = {
+            "pic": self.pic,
+            "pit": self.pit,
+            "port61": self.speaker,
+            "uart": self.uart,
+            "rtc": self.rtc,
+            "port80": self.post,
+            "pci-conf1": self.pci.host,
+            "pci-00:00.0": self.pci.host.functions[(0, 0)],
+        }
+        if self.lsi is not None:
+            parts["lsi53c895a"] = self.lsi
+            for target_id, target in self.lsi_targets.items():
+                parts[f"scsi-{target_id}"] = target
+        if self.nic is not None:
+            parts["ne2000"] = self.nic
+        return parts
+
     def load(self, kernel: Path) -> BootState:
         """Load a kernel and put the CPU in the state its boot protocol requires."""
         boot = load_kernel(kernel, self.memory, self.config.cmdline, self.config.initrds)
@@ -206,11 +228,35 @@ class Machine:
         cpu.set_reg("esi", boot.esi)
         cpu.eip = boot.entry
 
-    def run(self, max_seconds: float | None = None, preempt_every_ns: int | None = None) -> RunResult:
+    def run(
+        self,
+        max_seconds: float | None = None,
+        preempt_every_ns: int | None = None,
+        suspend_image: str | None = None,
+        suspend_after: int | None = None,
+        control_socket: str | None = None,
+    ) -> RunResult:
+        """Run until the guest exits, halts for good, a limit passes or it is
+        suspended (to ``suspend_image`` after ``suspend_after`` exits or on SIGUSR1, or
+        wherever a request on ``control_socket`` says)."""
+        from vmm.control import ControlServer, SuspendSignal
+
         loop = RunLoop(self, max_seconds)
         loop.extra_stop_interval_ns = preempt_every_ns
+        loop.suspend_image = suspend_image
+        loop.suspend_after = suspend_after if suspend_image else None
+        control = ControlServer(control_socket, loop.request_suspend) if control_socket else None
+        if suspend_image:
+            SuspendSignal(suspend_image, loop.request_suspend)
         self._start_input()
-        result = loop.run()
+        try:
+            result = loop.run()
+        finally:
+            if control is not None:
+                control.finished(
+                    {"suspended": loop.suspended} if loop.suspended else {"error": "the VM ended without suspending"}
+                )
+                control.close()
         self.stats.merge_device_counts("port I/O", dict(self.ports.exits))
         self.stats.merge_device_counts("MMIO", dict(self.mmio.exits))
         return result

@@ -93,10 +93,16 @@ class PortIo:
         self._on_error = on_error
         self.fixup: StringFixup | None = None
         self.string_exits = 0
+        self.exits = 0  # every port access the guest made
+        self.alarm_at = -1  # at this many exits, call alarm (suspend-after)
+        self.alarm: Callable[[], None] | None = None
         self.denied_registers: dict[str, int] | None = None
 
     # -- called from C -------------------------------------------------------------
     def port_in(self, port: int, size: int, string: int) -> int:
+        self.exits += 1
+        if self.exits == self.alarm_at and self.alarm is not None:
+            self.alarm()
         try:
             if string and self.fixup is None:
                 served = self._serve_string(port, size)
@@ -108,6 +114,9 @@ class PortIo:
             return 0
 
     def port_out(self, port: int, size: int, value: int, string: int) -> None:
+        self.exits += 1
+        if self.exits == self.alarm_at and self.alarm is not None:
+            self.alarm()
         try:
             if string and self.fixup is None:
                 if self._serve_string(port, size) is not None:

@@ -69,6 +69,11 @@ class RunLoop:
         self.pending_event: Event | None = None
         self.hook_error: BaseException | None = None
         self.extra_stop_interval_ns: int | None = None  # tests: preempt this often
+        self.slices = 0
+        self.suspend_to: str | None = None  # set (from any thread) to suspend there
+        self.suspend_after: int | None = None  # suspend once the guest made this many exits
+        self.suspend_image: str | None = None  # where --suspend-after and SIGUSR1 write
+        self.suspended: str | None = None  # the image written, once suspended
         self.timer = PreemptionTimer(self.fast)
         self._wall_limit: float | None = None
         self.portio = PortIo(
@@ -161,7 +166,43 @@ class RunLoop:
         self._check_wall_limit()
         machine.advance_devices(self.clock.now_ns())
         self._deliver()
+        self._maybe_suspend()
         self._arm(machine.next_deadline_ns())
+
+    # -- suspend ------------------------------------------------------------------------
+    def exits(self) -> int:
+        """Every time the guest trapped to the monitor: port and MMIO accesses, and the
+        slices that ended for an exception, an interrupt, a HLT or a timer."""
+        return self.portio.exits + self.machine.mmio.count + self.slices
+
+    def request_suspend(self, image: str) -> None:
+        """From any thread: suspend to ``image`` at the next slice boundary."""
+        self.suspend_to = image
+        self.fast.stop_requested = 1
+
+    def _maybe_suspend(self) -> None:
+        if self.suspend_to is None and self.suspend_after is not None and self.exits() >= self.suspend_after:
+            self.suspend_to = self.suspend_image
+        if self.suspend_to is None:
+            self._arm_exit_alarm()
+            return
+        from vmm.snapshot import suspend
+
+        path, self.suspend_to = self.suspend_to, None
+        size = suspend(self.machine, path)
+        self.suspended = path
+        raise GuestStopped(ExitStatus.SUSPENDED, f"suspended to {path} ({size} bytes)")
+
+    def _arm_exit_alarm(self) -> None:
+        """With --suspend-after, stop at the block boundary after the Nth port exit."""
+        if self.suspend_after is None:
+            return
+        others = self.machine.mmio.count + self.slices
+        self.portio.alarm_at = self.suspend_after - others
+        self.portio.alarm = self._exit_alarm
+
+    def _exit_alarm(self) -> None:
+        self.fast.stop_requested = 1
 
     def _deliver(self) -> None:
         try:
@@ -203,6 +244,7 @@ class RunLoop:
 
     def _run_slice(self) -> None:
         fast = self.fast
+        self.slices += 1
         fast.stopped_in_block_hook = 0
         machine = self.machine
         machine.begin_slice()
