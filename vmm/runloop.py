@@ -165,8 +165,11 @@ class RunLoop:
             raise GuestStopped(min(machine.exit_code, 99), "")
         self._check_wall_limit()
         machine.advance_devices(self.clock.now_ns())
-        self._deliver()
+        self._deliver_exception()
+        # Suspend here: an exception is never half delivered, but an interrupt the
+        # devices raised is still pending in the PIC, and is delivered after resume.
         self._maybe_suspend()
+        self._deliver_interrupt()
         self._arm(machine.next_deadline_ns())
 
     # -- suspend ------------------------------------------------------------------------
@@ -204,11 +207,17 @@ class RunLoop:
     def _exit_alarm(self) -> None:
         self.fast.stop_requested = 1
 
-    def _deliver(self) -> None:
+    def _deliver_exception(self) -> None:
+        if self.pending_event is None:
+            return
+        event, self.pending_event = self.pending_event, None
         try:
-            if self.pending_event is not None:
-                event, self.pending_event = self.pending_event, None
-                self.delivery.deliver(event)
+            self.delivery.deliver(event)
+        except TripleFault as fault:
+            raise GuestStopped(ExitStatus.TRIPLE_FAULT, str(fault)) from None
+
+    def _deliver_interrupt(self) -> None:
+        try:
             pic = self.machine.pic
             if pic.interrupt_pending() and self.cpu.eflags & EFLAGS_IF and not self._in_sti_shadow():
                 vector = pic.acknowledge()
