@@ -41,7 +41,16 @@ class ImageError(Exception):
 @dataclass
 class Image:
     state: dict[str, Any]
-    ram: bytes
+    ram_section: bytes  # packed: see unpack_ram_into
+    where: str
+
+    @property
+    def ram_size(self) -> int:
+        return _RAM_HEADER.unpack_from(self.ram_section)[0]
+
+    def load_ram(self, ram: memoryview) -> None:
+        """Write the stored pages into ``ram``, which must be all zero (fresh RAM)."""
+        unpack_ram_into(self.ram_section, ram, self.where)
 
 
 # -- plain data with bytes, as JSON --------------------------------------------------------
@@ -77,7 +86,8 @@ def pack_ram(ram: memoryview, level: int = 1) -> bytes:
     return _RAM_HEADER.pack(size, PAGE) + np.packbits(stored, bitorder="little").tobytes() + body
 
 
-def unpack_ram(data: bytes, where: str) -> bytes:
+def _ram_layout(data: bytes, where: str) -> tuple[int, np.ndarray, int]:
+    """(RAM size, which pages are stored, where the zstd frame starts)."""
     try:
         size, page = _RAM_HEADER.unpack_from(data)
     except struct.error:
@@ -87,17 +97,26 @@ def unpack_ram(data: bytes, where: str) -> bytes:
     count = size // PAGE
     bitmap_len = (count + 7) // 8
     offset = _RAM_HEADER.size
+    if len(data) < offset + bitmap_len:
+        raise ImageError(f"{where}: RAM section too short for its page bitmap")
     stored = np.unpackbits(np.frombuffer(data, np.uint8, bitmap_len, offset), bitorder="little")[:count]
-    stored = stored.astype(bool)
+    return size, stored.astype(bool), offset + bitmap_len
+
+
+def unpack_ram_into(data: bytes, ram: memoryview, where: str) -> None:
+    """Decompress the stored pages straight into their places in ``ram``."""
+    size, stored, body_at = _ram_layout(data, where)
+    if len(ram) != size:
+        raise ImageError(f"{where}: RAM of {size} bytes does not fit a machine with {len(ram)}")
+    expected = int(stored.sum()) * PAGE
     try:
-        body = zstandard.ZstdDecompressor().decompress(data[offset + bitmap_len :], max_output_size=size)
+        body = zstandard.ZstdDecompressor().decompress(data[body_at:], max_output_size=expected)
     except zstandard.ZstdError as exc:
         raise ImageError(f"{where}: RAM pages do not decompress ({exc})") from None
-    if len(body) != int(stored.sum()) * PAGE:
-        raise ImageError(f"{where}: RAM section holds {len(body)} bytes of pages, expected {int(stored.sum()) * PAGE}")
-    pages = np.zeros((count, PAGE), dtype=np.uint8)
+    if len(body) != expected:
+        raise ImageError(f"{where}: RAM section holds {len(body)} bytes of pages, expected {expected}")
+    pages = np.frombuffer(ram, dtype=np.uint8).reshape(-1, PAGE)
     pages[stored] = np.frombuffer(body, np.uint8).reshape(-1, PAGE)
-    return pages.tobytes()
 
 
 # -- the file -------------------------------------------------------------------------------------
@@ -164,4 +183,5 @@ def read_image(path: str | Path) -> Image:
         state = _decode(json.loads(sections["state"]))
     except ValueError as exc:
         raise ImageError(f"{where}: state section is not valid JSON ({exc})") from None
-    return Image(state, unpack_ram(sections["ram"], where))
+    _ram_layout(sections["ram"], where)  # the layout is checked before anything is used
+    return Image(state, sections["ram"], where)

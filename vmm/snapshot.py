@@ -55,12 +55,12 @@ def resume(path: str | Path, serial_out=None, serial: str | None = None) -> Mach
     if serial is not None:
         config.serial = serial
     config.redo = False  # the image's disks already end in the overlay made at suspend
-    if len(image.ram) != config.memory_mib * 1024 * 1024:
-        raise ImageError(f"{where}: RAM of {len(image.ram)} bytes does not match {config.memory_mib} MiB")
+    if image.ram_size != config.memory_mib * 1024 * 1024:
+        raise ImageError(f"{where}: RAM of {image.ram_size} bytes does not match {config.memory_mib} MiB")
     machine = Machine(config, serial_out=serial_out)
     try:
         _check_disks(machine, state.get("disks", []), where)
-        machine.memory.view[:] = image.ram
+        image.load_ram(machine.memory.view)  # fresh RAM is zero: only stored pages move
         machine.memory.invalidate_code(0, machine.memory.size)
         parts = machine.stateful_parts()
         saved_parts = state["devices"]

@@ -78,8 +78,9 @@ def test_a_state_of_another_machine_version_is_refused(tmp_path, suspended):
     image = read_image(suspended[0])
     image.state["version"] = 99
     path = tmp_path / "other.image"
-    ram = memoryview(bytearray(image.ram))
-    write_image(path, image.state, ram)
+    ram = bytearray(image.ram_size)
+    image.load_ram(memoryview(ram))
+    write_image(path, image.state, memoryview(ram))
     refuses(path, "machine state version 99")
 
 
