@@ -19,6 +19,8 @@ from benchmarks import BenchFailure, Row
 
 MODULES = [
     "core",
+    "net",
+    "scsi",
 ]
 
 

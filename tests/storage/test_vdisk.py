@@ -1,0 +1,278 @@
+"""Virtual disks: base + redo chain, snapshot/commit/revert, damage detection."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from storage.errors import BlockRangeError, FormatError, IntegrityError, StorageError
+from storage.redo import SLOT_SIZE, RedoFile
+from storage.vdisk import VirtualDisk
+from tests.storage.memdir import MemoryDirectory
+
+KiB = 1024
+
+
+def blocks(tag: bytes, n: int = 1, bs: int = 512) -> bytes:
+    return (tag * bs)[:bs] * n
+
+
+@pytest.fixture
+def disk(tmp_path):
+    d = VirtualDisk.create(tmp_path / "d.dsk", 2048)  # 1 MiB of 512-byte blocks
+    yield d
+    d.close()
+
+
+def test_new_disk_has_size_in_blocks_and_reads_zeros(disk, tmp_path):
+    assert (disk.block_size, disk.num_blocks) == (512, 2048)
+    assert disk.read(0, 2048) == bytes(1024 * KiB)
+    assert os.path.getsize(tmp_path / "d.dsk") == 1024 * KiB
+
+
+def test_raw_image_is_used_and_written_in_place(tmp_path):
+    raw = tmp_path / "qemu.img"
+    raw.write_bytes(os.urandom(64 * KiB))
+    before = raw.read_bytes()
+    disk = VirtualDisk.open(raw, block_size=4096)
+    assert disk.num_blocks == 16 and disk.chain() == ["qemu.img"]
+    assert disk.read(1, 2) == before[4096:12288]
+    disk.write(3, blocks(b"W", 1, 4096))
+    disk.close()
+    assert raw.read_bytes() == before[:12288] + b"W" * 4096 + before[16384:]
+
+
+def test_writes_after_snapshot_land_in_the_redo_and_leave_the_base(disk, tmp_path):
+    disk.write(10, blocks(b"a", 2))
+    assert disk.snapshot() == "d.redo"
+    disk.write(11, blocks(b"b"))
+    assert disk.read(10, 2) == blocks(b"a") + blocks(b"b")
+    base = (tmp_path / "d.dsk").read_bytes()
+    assert base[10 * 512:12 * 512] == blocks(b"a", 2)
+
+
+def test_overlays_are_named_in_chain_order_and_found_on_reopen(disk, tmp_path):
+    names = [disk.snapshot() for _ in range(3)]
+    assert names == ["d.redo", "d-1.redo", "d-2.redo"]
+    disk.write(0, blocks(b"t"))
+    disk.close()
+    again = VirtualDisk.open(tmp_path / "d.dsk")
+    assert again.chain() == ["d.dsk", "d.redo", "d-1.redo", "d-2.redo"]
+    assert again.read(0, 1) == blocks(b"t")
+    again.close()
+
+
+def test_reads_fall_through_to_the_nearest_layer_that_has_the_block(disk):
+    disk.write(0, blocks(b"0", 4))
+    disk.snapshot()
+    disk.write(1, blocks(b"1"))
+    disk.snapshot()
+    disk.write(2, blocks(b"2"))
+    assert disk.read(0, 4) == blocks(b"0") + blocks(b"1") + blocks(b"2") + blocks(b"0")
+
+
+def test_commit_merges_top_into_parent_and_removes_it(disk, tmp_path):
+    disk.write(0, blocks(b"a", 300))
+    disk.snapshot()
+    disk.write(5, blocks(b"b", 200))
+    disk.snapshot()
+    disk.write(7, blocks(b"c"))
+    disk.discard(256, 128)  # two whole 64 KiB clusters
+    expected = disk.read(0, 2048)
+    assert disk.commit() == "d.redo"
+    assert not (tmp_path / "d-1.redo").exists()
+    assert disk.read(0, 2048) == expected
+    assert disk.commit() == "d.dsk"
+    assert disk.read(0, 2048) == expected
+    assert (tmp_path / "d.dsk").read_bytes() == expected
+
+
+def test_revert_throws_the_top_away(disk, tmp_path):
+    disk.write(0, blocks(b"k"))
+    disk.snapshot()
+    disk.write(0, blocks(b"x"))
+    assert disk.revert() == "d.dsk"
+    assert disk.read(0, 1) == blocks(b"k")
+    assert not (tmp_path / "d.redo").exists()
+    disk.write(0, blocks(b"y"))  # the base is writable again
+    assert (tmp_path / "d.dsk").read_bytes()[:512] == blocks(b"y")
+
+
+def test_commit_or_revert_without_overlay_is_refused(disk):
+    with pytest.raises(StorageError, match="d.dsk: no overlay to commit"):
+        disk.commit()
+    with pytest.raises(StorageError, match="no overlay to revert"):
+        disk.revert()
+
+
+def test_discard_reads_zeros_and_frees_whole_clusters(disk):
+    disk.write(0, blocks(b"q", 2048))
+    disk.snapshot()
+    disk.write(0, blocks(b"r", 2048))
+    top = disk.layers[-1]
+    allocated = len(top.allocated())
+    disk.discard(100, 500)
+    assert disk.read(99, 502) == blocks(b"r") + bytes(500 * 512) + blocks(b"r")
+    assert int((top.map["phys"] > 0).sum()) == allocated - 3  # clusters 1..3 freed
+
+
+def test_discard_without_overlay_zeroes_the_base(disk):
+    disk.write(0, blocks(b"q", 8))
+    disk.discard(2, 3)
+    assert disk.read(0, 8) == blocks(b"q", 2) + bytes(1536) + blocks(b"q", 3)
+
+
+def test_block_size_4096_and_range_errors(tmp_path):
+    disk = VirtualDisk.create(tmp_path / "big.dsk", 16, block_size=4096)
+    disk.snapshot()
+    disk.write(15, blocks(b"e", 1, 4096))
+    assert disk.read(15, 1) == b"e" * 4096
+    with pytest.raises(BlockRangeError, match="big.dsk: blocks 15\\+2 outside the disk \\(16 blocks\\)"):
+        disk.read(15, 2)
+    with pytest.raises(BlockRangeError, match="write of 512 bytes is not a whole number of 4096-byte blocks"):
+        disk.write(0, bytes(512))
+    with pytest.raises(StorageError, match="block size must be 512 or 4096, not 1024"):
+        VirtualDisk.create(tmp_path / "x.dsk", 1, block_size=1024)
+    disk.close()
+
+
+def test_damaged_data_cluster_is_detected_on_read(disk, tmp_path):
+    disk.snapshot()
+    disk.write(128, blocks(b"d", 128))  # cluster 1
+    disk.flush()
+    top = disk.layers[-1]
+    phys = int(top.map[1]["phys"])
+    with open(tmp_path / "d.redo", "r+b") as f:
+        f.seek(top.hdr.data_offset + (phys - 1) * top.cs + 777)
+        f.write(b"!")
+    with pytest.raises(IntegrityError, match=f"{tmp_path / 'd.redo'}: data cluster 1 "
+                                             f"\\(blocks 128-255\\) damaged: checksum mismatch"):
+        disk.read(200, 1)
+    assert disk.read(0, 128) == bytes(128 * 512)  # other clusters still read
+
+
+@pytest.mark.parametrize("offset,damage", [(0, "bad magic"), (100, "checksum mismatch")])
+def test_damaged_redo_header_is_refused_naming_file(disk, tmp_path, offset, damage):
+    disk.snapshot()
+    disk.close()
+    path = tmp_path / "d.redo"
+    raw = bytearray(path.read_bytes())
+    for slot in (0, 1):
+        raw[slot * SLOT_SIZE + offset] ^= 0x55
+    path.write_bytes(bytes(raw))
+    with pytest.raises(FormatError, match=f"{path}: header damaged: {damage}"):
+        VirtualDisk.open(tmp_path / "d.dsk")
+    assert path.read_bytes() == bytes(raw)
+
+
+def test_damaged_map_is_refused(disk, tmp_path):
+    disk.snapshot()
+    disk.write(0, blocks(b"m"))
+    disk.close()
+    top = RedoFile.open(__import__("storage.fileio", fromlist=["x"]).HostDirectory(tmp_path), "d.redo")
+    copy = top.hdr.map_offsets[top.hdr.generation % 2]
+    top.close()
+    with open(tmp_path / "d.redo", "r+b") as f:
+        f.seek(copy + 3)
+        f.write(b"\xee")
+    with pytest.raises(FormatError, match="d.redo: cluster map damaged: checksum mismatch"):
+        VirtualDisk.open(tmp_path / "d.dsk")
+
+
+def test_broken_chain_is_refused(disk, tmp_path):
+    disk.snapshot()
+    disk.snapshot()
+    disk.close()
+    os.rename(tmp_path / "d-1.redo", tmp_path / "keep")
+    os.rename(tmp_path / "d.redo", tmp_path / "d-1.redo")
+    os.rename(tmp_path / "keep", tmp_path / "d.redo")
+    with pytest.raises(FormatError, match="d.redo: parent is 'd.redo', expected 'd.dsk': the chain is broken"):
+        VirtualDisk.open(tmp_path / "d.dsk")
+
+
+def test_crash_before_flush_keeps_the_last_flushed_state(disk, tmp_path):
+    disk.snapshot()
+    disk.write(0, blocks(b"1", 256))
+    disk.flush()
+    disk.write(0, blocks(b"2", 200))  # overwrites flushed clusters, never flushed
+    for layer in disk.layers:  # crash: drop everything in memory
+        layer.file.close()
+    disk.base.close()
+    disk.closed = True
+    again = VirtualDisk.open(tmp_path / "d.dsk")
+    assert again.read(0, 256) == blocks(b"1", 256)
+    again.close()
+
+
+def test_torn_header_write_falls_back_to_previous_generation(disk, tmp_path):
+    disk.snapshot()
+    disk.write(0, blocks(b"1"))
+    disk.flush()
+    gen = disk.layers[-1].hdr.generation
+    disk.write(0, blocks(b"2"))
+    disk.flush()
+    disk.close()
+    with open(tmp_path / "d.redo", "r+b") as f:  # the newest header slot got torn
+        f.seek(((gen + 1) % 2) * SLOT_SIZE + 8)
+        f.write(b"\xff" * 16)
+    again = VirtualDisk.open(tmp_path / "d.dsk")
+    assert again.read(0, 1) == blocks(b"1")
+    again.close()
+
+
+def test_rewrites_reuse_space_after_flush(disk, tmp_path):
+    disk.snapshot()
+    for i in range(10):
+        disk.write(0, blocks(bytes([65 + i]), 2048))
+        disk.flush()
+    top = disk.layers[-1]
+    assert top.hdr.cluster_count <= 2 * 16  # 16 clusters of data, at most two copies
+    assert disk.read(0, 2048) == blocks(b"J", 2048)
+
+
+def test_import_and_export_raw_round_trip(tmp_path):
+    src = tmp_path / "src.img"
+    data = os.urandom(100 * KiB) + bytes(28 * KiB)
+    src.write_bytes(data)
+    disk = VirtualDisk.import_raw(src, tmp_path / "imp.dsk")
+    disk.snapshot()
+    disk.write(0, blocks(b"Z"))
+    disk.export_raw(tmp_path / "out.img")
+    assert (tmp_path / "out.img").read_bytes() == blocks(b"Z") + data[512:]
+    disk.close()
+
+
+def test_disk_works_on_any_directory_implementation():
+    mem = MemoryDirectory()
+    disk = VirtualDisk.create_in(mem, "m.dsk", 256)
+    disk.write(1, blocks(b"a"))
+    disk.snapshot()
+    disk.write(2, blocks(b"b"))
+    assert sorted(mem.files) == ["m.dsk", "m.redo"]
+    disk.close()
+    again = VirtualDisk.open_in(mem, "m.dsk")
+    assert again.read(0, 3) == bytes(512) + blocks(b"a") + blocks(b"b")
+    again.commit()
+    assert bytes(mem.files["m.dsk"][1024:1536]) == blocks(b"b")
+
+
+def test_read_only_disk_refuses_writes(disk, tmp_path):
+    disk.close()
+    ro = VirtualDisk.open(tmp_path / "d.dsk", readonly=True)
+    with pytest.raises(StorageError, match="d.dsk: opened read-only"):
+        ro.write(0, bytes(512))
+    ro.close()
+
+
+def test_disk_size_not_a_multiple_of_the_cluster_size(tmp_path):
+    raw = tmp_path / "odd.img"
+    raw.write_bytes(b"\x11" * (100 * 512))  # 50 KiB: less than one 64 KiB cluster
+    disk = VirtualDisk.open(raw)
+    disk.snapshot()
+    disk.write(99, blocks(b"L"))
+    disk.discard(0, 10)
+    assert disk.read(0, 100) == bytes(10 * 512) + b"\x11" * (89 * 512) + blocks(b"L")
+    disk.commit()
+    disk.close()
+    assert raw.read_bytes() == bytes(10 * 512) + b"\x11" * (89 * 512) + blocks(b"L")
