@@ -19,8 +19,10 @@ from benchmarks import BenchFailure, Row
 
 MODULES = [
     "core",
-    "net",
+    "storage",
     "scsi",
+    "net",
+    "snapshot",
 ]
 
 

@@ -106,8 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _bench(work: Path, args) -> int:
-    size = args.size
+def measure(work: Path, size: int, seconds: float = 2.0) -> list[tuple[str, float, float, float | None, str]]:
+    """(label, stack, raw file, qemu-img or None, unit) for the four I/O patterns."""
     dev_size = size * 4 // 3 + 16 * MiB  # room for the base, the overlay and its copies
     vm = VolumeManager(Pool.create(work / "pool", 4, dev_size))
     vm.create_volume("r5", dev_size * 3 - 24 * MiB, "raid5", members=4)
@@ -120,22 +120,29 @@ def _bench(work: Path, args) -> int:
     for label, kind, write in [("seq 1 MiB write", "seq", True), ("seq 1 MiB read", "seq", False),
                                ("4 KiB strided write", "4k", True),
                                ("4 KiB strided read", "4k", False)]:
-        stack = run_pattern(disk, size, kind, write, args.seconds)
-        ceiling = run_pattern(raw, size, kind, write, args.seconds)
+        stack = run_pattern(disk, size, kind, write, seconds)
+        ceiling = run_pattern(raw, size, kind, write, seconds)
         peer = qemu_img(work, size, write) if kind == "4k" else None
         rows.append((label, stack, ceiling, peer, "MiB/s" if kind == "seq" else "IOPS"))
+    disk.close()
+    fs.close()
+    vm.close()
+    return rows
+
+
+def _bench(work: Path, args) -> int:
+    rows = measure(work, args.size, args.seconds)
     print(f"{'':22}{'stack':>12}{'raw file':>12}{'ratio':>8}{'qemu-img':>12}{'ratio':>8}")
     for label, stack, ceiling, peer, unit in rows:
         p = f"{peer:12.0f}{stack / peer:8.2f}" if peer else f"{'-':>12}{'-':>8}"
         print(f"{label:22}{stack:12.0f}{ceiling:12.0f}{stack / ceiling:8.2f}{p}  {unit}")
-    disk.close()
-    fs.close()
-    vm.close()
-    _bench_rebuild(work, args.rebuild)
+    rebuild, host = measure_rebuild(work, args.rebuild)
+    print(f"{'rebuild ' + str(args.rebuild // MiB) + ' MiB member':22}{rebuild:12.0f}{host:12.0f}"
+          f"{rebuild / host:8.2f}  MiB/s (target >= 0.10)")
     return 0
 
 
-def _bench_rebuild(work: Path, member: int) -> None:
+def measure_rebuild(work: Path, member: int) -> tuple[float, float]:
     """Rebuild of one RAID 5 member of ``member`` bytes vs. host sequential bandwidth."""
     d = work / "rb"
     vm = VolumeManager(Pool.create(d, 4, member + 8 * MiB))
@@ -156,9 +163,8 @@ def _bench_rebuild(work: Path, member: int) -> None:
         os.pwrite(fd, chunk, off)
     host = member / MiB / (time.perf_counter() - t0)
     os.close(fd)
-    print(f"{'rebuild ' + str(member // MiB) + ' MiB member':22}{rebuild:12.0f}{host:12.0f}"
-          f"{rebuild / host:8.2f}  MiB/s (target >= 0.10)")
     vm.close()
+    return rebuild, host
 
 
 if __name__ == "__main__":
