@@ -25,8 +25,10 @@ $(NATIVE): vmm/native/fastpath.c $(STAMP)
 guests:
 	$(MAKE) -C guests
 
+# The demo machine: the scsi guest reads and writes its disk, a virtual disk in the file
+# system of a RAID 5 volume of the default pool (./pool, made on the first run).
 run: all
-	$(VENV)/bin/vmm run guests/build/hello.elf --max-seconds 30
+	$(PY) -m vmm.demo
 
 test: all
 	$(PY) -m pytest -q -m 'not slow' tests

@@ -77,6 +77,7 @@ class DiskSet:
                 raise DiskError(f"--disk pool:{name}: no storage pool in {self.pool_dir} (vmm storage init)")
             manager = VolumeManager.open(self.pool_dir)
             self._stack.callback(manager.close)
+            manager.resume()  # finish a move or rebuild a crash interrupted
             self._fs = FileSystem.mount(manager)
             self._stack.callback(self._fs.close)
         parent, _, base = name.rpartition("/")
