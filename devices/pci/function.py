@@ -114,6 +114,9 @@ class PciFunction:
         self.bar_addresses = [0] * 6
         self.intx = IrqLine()  # the INTx# wire; the machine connects it to a PIC input
         self.on_bar_change: Callable[[PciFunction], None] | None = None
+        # Bumped whenever what the function decodes may have changed (BARs, COMMAND),
+        # so devices can cache their own address windows.
+        self.decoding_generation = 0
 
     # -- declared by subclasses ---------------------------------------------------------
     def add_bar(self, bar: Bar) -> None:
@@ -177,8 +180,10 @@ class PciFunction:
         if decoding_changed:
             status = struct.unpack_from("<H", self.config, STATUS)[0]
             self.intx.set_level(bool(status & Status.INTERRUPT) and not self.command & Command.INTX_DISABLE)
-        if (decoding_changed or touched_bars) and self.on_bar_change is not None:
-            self.on_bar_change(self)
+        if decoding_changed or touched_bars:
+            self.decoding_generation += 1
+            if self.on_bar_change is not None:
+                self.on_bar_change(self)
 
     def config_write_device(self, offset: int, value: int) -> None:
         """Device-specific registers above 0x40: read-only unless a subclass says so."""
@@ -191,6 +196,7 @@ class PciFunction:
         address = value & ~(bar.size - 1) & 0xFFFFFFFF
         self.bar_addresses[index] = address
         self._store_bar_register(index, address)
+        self.decoding_generation += 1
 
     def _store_bar_register(self, index: int, address: int) -> None:
         bar = self.bars[index]
@@ -211,5 +217,6 @@ class PciFunction:
     def load_state(self, state: dict[str, Any]) -> None:
         self.config[:] = state["config"]
         self.bar_addresses = list(state["bar_addresses"])
+        self.decoding_generation += 1
         if self.on_bar_change is not None:
             self.on_bar_change(self)

@@ -138,6 +138,9 @@ class Lsi53c895a(PciFunction):
         self.add_bar(Bar(1, BarKind.MEMORY, MMIO_BAR_SIZE, self.mmio_registers))
         self.add_bar(Bar(2, BarKind.MEMORY, SCRIPTS_RAM_SIZE, self.scripts_ram))
         self.gen_deadline_ns: int | None = None
+        self._windows_generation = -1  # _own_windows' cache
+        self._windows: dict[bool, list[tuple[int, int, str]]] = {True: [], False: []}
+        self._lowest_memory_window = 1 << 32
         self.slice_instructions = SCRIPTS_SLICE
 
     # -- the register file --------------------------------------------------------------------
@@ -400,12 +403,17 @@ class Lsi53c895a(PciFunction):
     def _own_windows(self, io: bool) -> list[tuple[int, int, str]]:
         """The controller's own decoded BARs in the space it is addressing: a SCRIPTS
         program (Linux's sym53c8xx does) reads and writes its registers and its RAM
-        through their bus addresses."""
-        windows = []
-        for bar, address in self.decoded_bars():
-            if (bar.kind is BarKind.IO) == io:
-                windows.append((address, bar.size, "ram" if bar.index == 2 else "registers"))
-        return windows
+        through their bus addresses. Cached until the PCI decoding changes: every
+        SCRIPTS fetch asks."""
+        if self._windows_generation != self.decoding_generation:
+            windows: dict[bool, list[tuple[int, int, str]]] = {True: [], False: []}
+            for bar, address in self.decoded_bars():
+                kind = "ram" if bar.index == 2 else "registers"
+                windows[bar.kind is BarKind.IO].append((address, bar.size, kind))
+            self._windows = windows
+            self._lowest_memory_window = min((w[0] for w in windows[False]), default=1 << 32)
+            self._windows_generation = self.decoding_generation
+        return self._windows[io]
 
     def maps_registers(self, address: int) -> bool:
         """True when a memory address falls on the controller's own register BAR."""
@@ -432,10 +440,10 @@ class Lsi53c895a(PciFunction):
         nobody decodes the address (the caller reports a bus fault)."""
         if length <= 0:
             return b""
-        if not io and not self._own_windows(False):
-            if address + length > 1 << 32:
-                raise DmaError(f"DMA at {address:#x}+{length:#x} runs past 4 GiB")
-            return self.dma.read(address, length)
+        if not io:
+            self._own_windows(False)
+            if address + length <= self._lowest_memory_window:  # plain guest RAM
+                return self.dma.read(address, length)
         out = bytearray()
         for start, size, window in self._split(address, length, io):
             if window is None:
@@ -452,7 +460,9 @@ class Lsi53c895a(PciFunction):
         """Write as a PCI master (see :meth:`bus_read`)."""
         if not data:
             return
-        if not io and not self._own_windows(False):
+        if not io:
+            self._own_windows(False)
+        if not io and address + len(data) <= self._lowest_memory_window:
             if address + len(data) > 1 << 32:
                 raise DmaError(f"DMA at {address:#x}+{len(data):#x} runs past 4 GiB")
             self.dma.write(address, data)

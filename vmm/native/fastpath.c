@@ -198,8 +198,12 @@ void vmm_timer_arm(struct vmm_timer *t, int64_t deadline_ns)
 {
     pthread_mutex_lock(&t->lock);
     if (deadline_ns != t->deadline_ns) {
+        /* Only an earlier deadline needs the thread awake now: for a later one it
+         * wakes at the old time, finds the new deadline and sleeps on. */
+        int earlier = deadline_ns >= 0 && (t->deadline_ns < 0 || deadline_ns < t->deadline_ns);
         t->deadline_ns = deadline_ns;
-        pthread_cond_signal(&t->wake);
+        if (earlier)
+            pthread_cond_signal(&t->wake);
     }
     pthread_mutex_unlock(&t->lock);
 }
