@@ -103,7 +103,8 @@ class CheckpointStore:
         suspend(machine, image)  # flushes the disks, adds snapshot points, writes the image
         disks = []
         if machine.disk_set is not None:
-            disks = [{"spec": d.spec, "chain": d.disk.chain()} for d in machine.disk_set.disks]
+            disks = [{"spec": d.spec, "chain": d.disk.chain(), "geometry": _geometry(d.disk)}
+                     for d in machine.disk_set.disks]
         serial = None if machine.config.serial == "stdio" else str(Path(machine.config.serial).resolve())
         plain = {
             "version": MANIFEST_VERSION,
@@ -135,34 +136,78 @@ class CheckpointStore:
 
 
 def prepare_disks(checkpoint: Checkpoint) -> None:
-    """Put every disk back to the instant of ``checkpoint``: revert the overlays above its
-    chain, then empty its top overlay (revert it and start it again under the same name)."""
+    """Put every disk back to the instant of ``checkpoint``: drop the overlays above its
+    chain and empty its top overlay, which took the writes made after it.
+
+    For a raw image on the host nothing after the checkpoint is read: the overlays above
+    are removed by name and the top is replaced, atomically, by an empty overlay of the
+    same name (a host process killed mid-write may have left either damaged). A pool
+    disk's overlays are reverted through the virtual disk. Either way, a disk whose
+    checkpoint overlay is gone (committed or reverted since) is refused untouched.
+    """
     from storage.errors import StorageError
-    from vmm.disks import DiskError, DiskSet
+    from vmm.disks import POOL_PREFIX, DiskError, DiskSet
 
     for recorded in checkpoint.disks:
         spec, chain = recorded["spec"], list(recorded["chain"])
         if len(chain) < 2:
             raise CheckpointError(f"{checkpoint.manifest}: disk {spec} has no snapshot point")
-        disks = DiskSet(checkpoint.pool)
         try:
-            disk = disks.open(spec).disk
-            now = disk.chain()
-            if now[: len(chain)] != chain:
-                raise CheckpointError(
-                    f"disk {spec} no longer continues checkpoint {checkpoint.seq} "
-                    f"(chain {now}, the checkpoint refers to {chain})"
-                )
-            while len(disk.chain()) > len(chain):
-                disk.revert()
-            disk.revert()  # the writes made after the checkpoint
-            disk.snapshot()
-            if disk.chain() != chain:
-                raise CheckpointError(f"disk {spec}: chain {disk.chain()} after restoring, expected {chain}")
-        except (DiskError, StorageError) as exc:
+            emptied = not spec.startswith(POOL_PREFIX) and _empty_top_overlay(checkpoint, recorded)
+            disks = DiskSet(checkpoint.pool)
+            try:
+                disk = disks.open(spec).disk
+                now = disk.chain()
+                if now[: len(chain)] != chain:
+                    raise CheckpointError(_moved_on(checkpoint, spec, now, chain))
+                if not emptied:
+                    while len(disk.chain()) >= len(chain):
+                        disk.revert()
+                    disk.snapshot()
+                if disk.chain() != chain:
+                    raise CheckpointError(f"disk {spec}: chain {disk.chain()} after restoring, expected {chain}")
+            finally:
+                disks.close()
+        except (DiskError, StorageError, OSError) as exc:
             raise CheckpointError(f"checkpoint {checkpoint.seq}: {exc}") from None
-        finally:
-            disks.close()
+
+
+def _moved_on(checkpoint: Checkpoint, spec: str, now: list[str], chain: list[str]) -> str:
+    return (f"disk {spec} no longer continues checkpoint {checkpoint.seq} "
+            f"(chain {now}, the checkpoint refers to {chain})")
+
+
+def _empty_top_overlay(checkpoint: Checkpoint, recorded: dict[str, Any]) -> bool:
+    """A raw image's overlays above the checkpoint removed (top first, so what is left is
+    always a chain), and its checkpoint overlay replaced by an empty one (True), or left
+    to the generic revert when the manifest lacks the overlay geometry (False)."""
+    from storage.fileio import HostDirectory
+    from storage.redo import RedoFile
+    from storage.vdisk import overlay_name
+
+    spec, chain = recorded["spec"], recorded["chain"]
+    base = Path(spec)
+    stem = base.name.rsplit(".", 1)[0] if "." in base.name else base.name
+    top_index = len(chain) - 2
+    if chain[1:] != [overlay_name(stem, i) for i in range(top_index + 1)]:
+        raise CheckpointError(f"{checkpoint.manifest}: disk {spec} has a chain {chain} this vmm does not make")
+    present = [name for name in chain if (base.parent / name).exists()]
+    if present != chain:
+        now = [base.name] + [overlay_name(stem, i) for i in range(top_index + 2)
+                             if (base.parent / overlay_name(stem, i)).exists()]
+        raise CheckpointError(_moved_on(checkpoint, spec, now, chain))
+    above = top_index + 1
+    while (base.parent / overlay_name(stem, above)).exists():
+        above += 1
+    for i in range(above - 1, top_index, -1):
+        (base.parent / overlay_name(stem, i)).unlink()
+    geometry = recorded.get("geometry")
+    if geometry is None:
+        return False
+    empty = RedoFile.create(HostDirectory(base.parent), chain[-1], chain[-2],
+                            geometry["block_size"], geometry["num_blocks"], geometry["cluster_size"])
+    empty.close()
+    return True
 
 
 def restore_console(checkpoint: Checkpoint) -> None:
@@ -222,11 +267,16 @@ class Checkpointer:
             self.last = self._take()
             self.taken += 1
             self.store.prune(self.keep)
-        except (OSError, ImageError, ValueError) as exc:
-            self.error = f"checkpoint failed: {exc}"
+        except Exception as exc:  # a failed checkpoint must not stop the VM
+            self.error = f"checkpoint failed: {type(exc).__name__}: {exc}"
 
     def stop(self) -> None:
         self._stop.set()
+
+
+def _geometry(disk) -> dict[str, int]:
+    """What an empty overlay of ``disk`` is made with."""
+    return {"block_size": disk.block_size, "num_blocks": disk.num_blocks, "cluster_size": disk.layers[0].cs}
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

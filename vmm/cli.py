@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
         storage_cli = None
     if storage_cli is not None and hasattr(storage_cli, "register"):
         storage_cli.register(sub)
+    from vmm import host_cli
+
+    host_cli.register(sub)
     return parser
 
 

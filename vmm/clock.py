@@ -64,7 +64,8 @@ class VirtualClock:
 
 
 class PreemptionTimer:
-    """Raises the native stop flag at a host-time deadline (a thread in fastpath.c).
+    """Raises the native stop flag at a host-time deadline (a POSIX timer and signal
+    handler in fastpath.c).
 
     Raising the flag is always safe: the block hook acts on it only at the start of a
     translation block, never inside an instruction.
@@ -75,7 +76,7 @@ class PreemptionTimer:
         self._library = native.load()
         self._timer = self._library.vmm_timer_start(ctypes.byref(fast))
         if not self._timer:
-            raise RuntimeError("cannot start the preemption timer thread")
+            raise RuntimeError("cannot create the preemption timer")
         self._armed: int | None = None
 
     def arm(self, deadline: float | None) -> None:

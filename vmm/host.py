@@ -149,13 +149,15 @@ class Vm:
     console: Console
     directory: Path  # the VM's files in the host's state directory (checkpoints)
     kernel: str | None = None
-    state: str = "queued"  # queued, running, suspended, exited, failed
+    state: str = "queued"  # queued, running, suspended, exited, failed, stopped
     unit: int | None = None
     target_unit: int | None = None  # set while a move is under way
     status: int | None = None
     reason: str = ""
     image: str | None = None  # where it was suspended to
     moves: int = 0
+    turns: int = 0  # how many times a unit started running it
+    ran_on: set[int] = field(default_factory=set)  # the units it ran on
     checkpointer: Checkpointer | None = None
     restarted_from: str | None = None
     done: threading.Event = field(default_factory=threading.Event)
@@ -164,7 +166,8 @@ class Vm:
         info = {
             "name": self.name, "state": self.state, "unit": self.unit, "kernel": self.kernel,
             "console": self.console.path, "status": self.status, "reason": self.reason,
-            "moves": self.moves, "image": self.image, "restarted_from": self.restarted_from,
+            "moves": self.moves, "ran_on": sorted(self.ran_on), "image": self.image,
+            "restarted_from": self.restarted_from,
         }
         if self.checkpointer is not None:
             last = self.checkpointer.last
@@ -177,7 +180,7 @@ class Vm:
 
     @property
     def ended(self) -> bool:
-        return self.state in ("suspended", "exited", "failed")
+        return self.state in ("suspended", "exited", "failed", "stopped")
 
 
 class Unit:
@@ -206,6 +209,8 @@ class Unit:
                 vm = self.queue.popleft()
                 self.current, self.started = vm, time.monotonic()
                 vm.state, vm.unit = "running", self.index
+                vm.turns += 1
+                vm.ran_on.add(self.index)
                 host.changed.notify_all()
             error: BaseException | None = None
             result: RunResult | None = None
@@ -246,12 +251,12 @@ class Host:
         from vmm.machine import Machine
         from vmm.netbackend import NicBackendError
 
+        if unit is not None:
+            self._unit(unit)
         with self.lock:
             name = self._new_name(name)
             directory = self._claim_directory(name)
         config.disks = [_absolute_disk(spec) for spec in config.disks]
-        if config.serial == "stdio" and not getattr(config, "_stdio_wanted", False):
-            pass
         if not config.serial:
             config.serial = str(directory / "console.log")
         elif config.serial != "stdio":
@@ -262,6 +267,7 @@ class Host:
             machine.load(Path(kernel))
         except (LoaderError, DiskError, NicBackendError, OSError) as exc:
             console.close()
+            _forget_directory(directory, config.serial)
             if isinstance(exc, OSError) and exc.strerror:
                 raise HostError(f"{exc.filename or kernel}: {exc.strerror}") from None
             raise HostError(str(exc)) from None
@@ -278,6 +284,8 @@ class Host:
         from vmm.netbackend import NicBackendError
         from vmm.snapshot import resume
 
+        if unit is not None:
+            self._unit(unit)
         console = _LateConsole()
         try:
             machine = resume(image, serial_out=console, serial=serial)
@@ -299,6 +307,8 @@ class Host:
             old = self.vms.get(name)
             if old is not None and not old.ended:
                 raise HostError(f"{name} is {old.state}; only a VM that ended or whose host died restarts")
+        if unit is not None:
+            self._unit(unit)
         directory = self.state_dir / name
         store = CheckpointStore(directory / "checkpoints")
         candidates = store.checkpoints()
@@ -320,6 +330,12 @@ class Host:
             with self.lock:
                 self.vms.pop(name, None)
             self._place(vm, unit)
+            periodic = record.get("checkpoints")
+            if periodic:  # it keeps being checkpointed as before
+                try:
+                    self.checkpoint(name, float(periodic["every"]), int(periodic["keep"]))
+                except HostError:
+                    pass  # it ended already
             return vm
         raise HostError(f"{name}: no checkpoint restarts: " + "; ".join(errors))
 
@@ -336,7 +352,8 @@ class Host:
             self.changed.notify_all()
 
     def move(self, name: str, unit: int, timeout: float = WAIT_TIMEOUT) -> Vm:
-        """Move VM ``name`` to ``unit``; returns once it runs (or waits) there."""
+        """Move VM ``name`` to ``unit``; returns once it runs there (or waits its turn
+        there behind another VM, or ended meanwhile)."""
         with self.lock:
             vm = self.vm(name)
             target = self._unit(unit)
@@ -354,10 +371,18 @@ class Host:
             vm.target_unit = unit
             vm.loop.request_park()
             deadline = time.monotonic() + timeout
-            while vm.target_unit is not None and not vm.ended:
+            while not self._arrived(vm, target):
                 if not self.changed.wait(max(0.0, deadline - time.monotonic())):
                     raise HostError(f"{name} did not reach a point to move at")
             return vm
+
+    @staticmethod
+    def _arrived(vm: Vm, target: Unit) -> bool:
+        if vm.ended:
+            return True
+        if vm.target_unit is not None or vm.unit != target.index:
+            return False
+        return vm.state == "running" or (target.current is not None and target.current is not vm)
 
     def _after_run(self, unit: Unit, vm: Vm, result: RunResult | None, error: BaseException | None) -> None:
         """In the unit's thread, with the lock held: the VM's run loop returned."""
@@ -385,11 +410,11 @@ class Host:
         vm.target_unit = None
         if vm.checkpointer is not None:
             vm.checkpointer.stop()
-        try:
-            vm.machine.close()
-        finally:
-            vm.loop.close()
-            vm.console.close()
+        for close in (vm.machine.close, vm.loop.close, vm.console.close):
+            try:
+                close()
+            except Exception as exc:  # the VM ended anyway; say what was left behind
+                reason = f"{reason}; closing: {type(exc).__name__}: {exc}".lstrip("; ")
         vm.state, vm.status, vm.reason = state, int(status), reason
         vm.done.set()
 
@@ -445,12 +470,16 @@ class Host:
                 )
             except ValueError as exc:
                 raise HostError(str(exc)) from None
+            record = _read_record(vm.directory)
+            record["checkpoints"] = {"every": every, "keep": keep}
+            _write_record(vm.directory, record)
             return vm.checkpointer
 
     def checkpoint_now(self, name: str, timeout: float = WAIT_TIMEOUT) -> Checkpoint:
         """Take one checkpoint of VM ``name`` at its next slice boundary, and wait for it."""
         done = threading.Event()
         taken: list[Checkpoint] = []
+        errors: list[str] = []
         with self.lock:
             vm = self.vm(name)
             if vm.ended:
@@ -460,6 +489,8 @@ class Host:
             def take() -> None:
                 try:
                     taken.append(store.take(vm.machine, vm.console.offset()))
+                except Exception as exc:  # a failed checkpoint must not stop the VM
+                    errors.append(f"{type(exc).__name__}: {exc}")
                 finally:
                     done.set()
 
@@ -469,7 +500,7 @@ class Host:
                 raise HostError(f"{name} ended before the checkpoint")
             timeout -= 0.05
         if not taken:
-            raise HostError(f"{name}: the checkpoint failed")
+            raise HostError(f"{name}: the checkpoint failed: {'; '.join(errors)}")
         return taken[0]
 
     def wait(self, name: str, timeout: float | None = None) -> Vm:
@@ -536,7 +567,7 @@ class Host:
         with self.lock:
             for vm in self.vms.values():
                 if not vm.ended and all(u.current is not vm for u in self.units):
-                    self._finish(vm, "exited", ExitStatus.SUSPENDED, "the host shut down")
+                    self._finish(vm, "stopped", PARKED, "the host shut down")
 
 
 class _LateConsole:
@@ -554,6 +585,17 @@ class _LateConsole:
     def flush(self) -> None:
         if self.console:
             self.console.flush()
+
+
+def _forget_directory(directory: Path, console: str) -> None:
+    """A VM that never started leaves nothing behind in the state directory."""
+    default_console = directory / "console.log"
+    if console == str(default_console) and default_console.exists():
+        default_console.unlink()
+    try:
+        directory.rmdir()
+    except OSError:
+        pass
 
 
 def _absolute_disk(spec: str) -> str:
@@ -597,7 +639,8 @@ class HostServer:
 
     def serve_forever(self) -> None:
         threading.Thread(target=self._accept, name="vmm-host-control", daemon=True).start()
-        self.stopped.wait()
+        while not self.stopped.wait(0.5):  # a timeout lets signal handlers run
+            pass
 
     def close(self) -> None:
         self._listener.close()
@@ -638,7 +681,12 @@ class HostServer:
         if command == "start":
             vm = host.start(request["kernel"], _config_from_request(request),
                             name=request.get("name"), unit=request.get("unit"))
-            return {"vm": vm.name, "unit": vm.unit, "console": vm.console.path}
+            reply = {"vm": vm.name, "unit": vm.unit, "console": vm.console.path}
+            if request.get("checkpoint_every"):
+                checkpointer = host.checkpoint(vm.name, float(request["checkpoint_every"]),
+                                               int(request.get("keep") or 3))
+                reply["checkpoints"] = str(checkpointer.store.directory)
+            return reply
         if command == "move":
             vm = host.move(request["vm"], int(request["unit"]))
             return {"vm": vm.name, "unit": vm.unit, "state": vm.state}
@@ -666,9 +714,17 @@ class HostServer:
 
 
 def _config_from_request(request: dict[str, Any]):
+    from vmm.cli import parse_nic
     from vmm.machine import MachineConfig
 
+    nic = None
+    if request.get("nic"):
+        try:
+            nic = parse_nic(request["nic"], request.get("pcap"))
+        except ValueError as exc:
+            raise HostError(f"--nic: {exc}") from None
     return MachineConfig(
+        nic=nic,
         memory_mib=int(request.get("memory", 128)),
         deterministic=bool(request.get("deterministic", False)),
         serial=request.get("serial") or "",
@@ -689,7 +745,7 @@ def _socket_answers(path: str) -> bool:
             return False
 
 
-def call(socket_path: str, request: dict[str, Any], timeout: float = WAIT_TIMEOUT + 10) -> dict[str, Any]:
+def call(socket_path: str, request: dict[str, Any], timeout: float | None = WAIT_TIMEOUT + 10) -> dict[str, Any]:
     """Send one request to the host process at ``socket_path``; returns its reply."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)

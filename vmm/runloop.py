@@ -255,6 +255,7 @@ class RunLoop:
         fast = self.fast
         self.slices += 1
         fast.stopped_in_block_hook = 0
+        fast.first_block = 1
         machine = self.machine
         machine.begin_slice()
         try:

@@ -37,6 +37,7 @@ class FastState(ctypes.Structure):
         ("port_in", PORT_IN_FN),
         ("port_out", PORT_OUT_FN),
         ("io_denied", IO_DENIED_FN),
+        ("first_block", ctypes.c_int32),
     ]
 
 
@@ -62,7 +63,7 @@ def build(force: bool = False) -> Path:
     cmd = [
         "gcc", "-O2", "-Wall", "-shared", "-fPIC",
         f"-I{udir / 'include'}", "-o", str(tmp), str(SOURCE),
-        f"-L{libdir}", "-l:libunicorn.so.2", f"-Wl,-rpath,{libdir}", "-lpthread",
+        f"-L{libdir}", "-l:libunicorn.so.2", f"-Wl,-rpath,{libdir}", "-lpthread", "-lrt",
     ]
     try:
         subprocess.run(cmd, check=True, capture_output=True, text=True)
