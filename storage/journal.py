@@ -13,7 +13,7 @@ import json
 import struct
 import zlib
 from dataclasses import dataclass, field
-from typing import Iterator
+
 
 from .errors import FormatError, StorageError
 

@@ -275,6 +275,8 @@ class Cpu:
         was needed: Unicorn may then record an exception of its own, which the caller
         must forget with :meth:`end_exception`.
         """
+        if self._read(X.UC_X86_REG_CS) == cs and self._read(X.UC_X86_REG_SS) == ss:
+            return False  # same segments (an interrupt at the same privilege): no reload
         try:
             self._write(X.UC_X86_REG_SS, ss)
             self._write(X.UC_X86_REG_CS, cs)

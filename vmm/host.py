@@ -26,12 +26,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from vmm.checkpoint import Checkpoint, CheckpointError, Checkpointer, CheckpointStore, restart
-from vmm.runloop import ExitStatus, GuestStopped, RunLoop, RunResult
+from vmm.runloop import PARKED, ExitStatus, RunLoop, RunResult
 
-PARKED = -1  # a run stopped so that the VM continues later or elsewhere; not an exit status
 QUANTUM = 0.05  # seconds a VM runs before another VM waiting on its unit gets a turn
 WAIT_TIMEOUT = 120.0
 
@@ -41,70 +40,6 @@ class HostError(Exception):
 
 
 # -- the run loop a unit drives ---------------------------------------------------------------
-
-class HostRunLoop(RunLoop):
-    """A run loop that can stop at a slice boundary and continue later, on any thread.
-
-    ``request_park`` ends ``run()`` with status ``PARKED`` at the next slice boundary;
-    calling ``run()`` again continues the guest exactly where it was. ``request_action``
-    runs a function between slices, in the loop's thread (checkpoints use it).
-    """
-
-    def __init__(self, machine) -> None:
-        super().__init__(machine, None)
-        self.park_requested = False
-        self._actions: collections.deque[Callable[[], None]] = collections.deque()
-        self._in_halt = False
-
-    def request_park(self) -> None:
-        """From any thread: stop at the next slice boundary."""
-        self.park_requested = True
-        self.fast.stop_requested = 1
-        self.machine._external.set()  # a HLT waiting for a frame or a key wakes up
-
-    def request_action(self, action: Callable[[], None]) -> None:
-        """From any thread: run ``action`` at the next slice boundary."""
-        self._actions.append(action)
-        self.fast.stop_requested = 1
-
-    def run(self) -> RunResult:
-        try:
-            while True:
-                self._between_slices()
-                self._run_slice()
-        except GuestStopped as stop:
-            return RunResult(stop.status, stop.reason)
-        finally:
-            self.machine.flush_output()
-
-    def close(self) -> None:
-        """The VM ended for good: stop the preemption timer thread."""
-        self.timer.close()
-
-    def _maybe_suspend(self) -> None:
-        while self._actions:
-            self._actions.popleft()()
-        if self.suspend_to is None and self.park_requested:
-            self.park_requested = False
-            raise GuestStopped(PARKED, "parked")
-        super()._maybe_suspend()
-
-    def _halt(self) -> None:
-        self._in_halt = True
-        try:
-            super()._halt()
-        finally:
-            self._in_halt = False
-
-    def _check_wall_limit(self) -> None:
-        # Waiting in HLT for a frame or a key can last; a park then puts the VM back on
-        # its HLT instruction, which halts again wherever the VM continues.
-        if self._in_halt and self.park_requested and self.machine.external_input_possible():
-            self.park_requested = False
-            self.cpu.eip = self.cpu.eip - 1
-            raise GuestStopped(PARKED, "parked in HLT")
-        super()._check_wall_limit()
-
 
 # -- consoles -------------------------------------------------------------------------------------
 
@@ -145,7 +80,7 @@ class Vm:
 
     name: str
     machine: Any
-    loop: HostRunLoop
+    loop: RunLoop
     console: Console
     directory: Path  # the VM's files in the host's state directory (checkpoints)
     kernel: str | None = None
@@ -271,7 +206,7 @@ class Host:
             if isinstance(exc, OSError) and exc.strerror:
                 raise HostError(f"{exc.filename or kernel}: {exc.strerror}") from None
             raise HostError(str(exc)) from None
-        vm = Vm(name, machine, HostRunLoop(machine), console, directory, kernel=str(kernel))
+        vm = Vm(name, machine, RunLoop(machine, None), console, directory, kernel=str(kernel))
         _write_record(directory, {"name": name, "kernel": str(kernel), "console": config.serial})
         self._place(vm, unit)
         return vm
@@ -295,7 +230,7 @@ class Host:
         with self.lock:
             name = self._new_name(name)
             directory = self._claim_directory(name)
-        vm = Vm(name, machine, HostRunLoop(machine), console.console, directory)
+        vm = Vm(name, machine, RunLoop(machine, None), console.console, directory)
         _write_record(directory, {"name": name, "kernel": None, "console": machine.config.serial})
         self._place(vm, unit)
         return vm
@@ -323,7 +258,7 @@ class Host:
                 errors.append(str(exc))
                 continue
             console.open(machine.config.serial, append=True)
-            vm = Vm(name, machine, HostRunLoop(machine), console.console, directory,
+            vm = Vm(name, machine, RunLoop(machine, None), console.console, directory,
                     restarted_from=str(checkpoint.image))
             record = _read_record(directory)
             vm.kernel = record.get("kernel")

@@ -252,6 +252,7 @@ class Machine:
         try:
             result = loop.run()
         finally:
+            loop.close()
             if control is not None:
                 control.finished(
                     {"suspended": loop.suspended} if loop.suspended else {"error": "the VM ended without suspending"}
@@ -282,6 +283,10 @@ class Machine:
         """Can something outside the VM (a frame, a key) still wake the guest?"""
         return self._input_open or self.nic_backend is not None
 
+    def wake(self) -> None:
+        """End a wait for a frame or a key now (a park or a suspend wants the loop)."""
+        self._external.set()
+
     def wait_for_external(self, timeout: float | None) -> bool:
         """Sleep until a frame or host input arrives (True) or ``timeout`` passes."""
         arrived = self._external.wait(timeout)
@@ -296,10 +301,13 @@ class Machine:
             self.uart.feed_input(data)
 
     def flush_output(self) -> None:
+        if self._serial_out is None:
+            return
         try:
             self._serial_out.flush()
         except (OSError, ValueError):
-            pass
+            self._serial_out = None
+            _silence_stdout()
 
     # -- callbacks from devices ------------------------------------------------------------
     def _control_registers(self) -> tuple[int, int, int]:
@@ -339,9 +347,17 @@ class Machine:
 
     def _serial_write(self, data: bytes) -> None:
         out = self._serial_out
-        out.write(data)
-        if b"\n" in data:
-            out.flush()
+        if out is None:
+            return
+        try:
+            out.write(data)
+            if b"\n" in data:
+                out.flush()
+        except (BrokenPipeError, ValueError):
+            # Whoever read the console is gone (`vmm run ... | head`): the UART goes
+            # on sending into the void, as a real one with its cable pulled out.
+            self._serial_out = None
+            _silence_stdout()
 
     def _open_serial(self, serial: str) -> BinaryIO:
         if serial == "stdio":
@@ -378,6 +394,16 @@ def _disk_tag(spec: str) -> str:
     name = Path(spec.split(":", 1)[-1]).name
     tag = "".join(c for c in name if c.isalnum())[:32]
     return tag or "DISK"
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so Python's own flush at exit finds no broken pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def _wall_time() -> float:

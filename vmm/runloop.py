@@ -10,10 +10,11 @@ or, when EFLAGS.IF allows, the PIC's interrupt, and arms the next deadline.
 
 from __future__ import annotations
 
+import collections
 import enum
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from unicorn import UC_ERR_FETCH_UNMAPPED, UC_ERR_INSN_INVALID, UC_HOOK_BLOCK, UC_HOOK_INSN, UC_HOOK_INSN_INVALID, UC_HOOK_INTR, UcError
 from unicorn import x86_const as X
@@ -39,6 +40,9 @@ class ExitStatus(enum.IntEnum):
     INPUT_REFUSED = 103
     MONITOR_FAILURE = 104
     SUSPENDED = 105
+
+
+PARKED = -1  # run() stopped so that the VM continues later or elsewhere: not an exit status
 
 
 @dataclass
@@ -74,6 +78,8 @@ class RunLoop:
         self.suspend_after: int | None = None  # suspend once the guest made this many exits
         self.suspend_image: str | None = None  # where --suspend-after and SIGUSR1 write
         self.suspended: str | None = None  # the image written, once suspended
+        self.park_requested = False
+        self._actions: collections.deque[Callable[[], None]] = collections.deque()
         self.timer = PreemptionTimer(self.fast)
         self._wall_limit: float | None = None
         self.portio = PortIo(
@@ -147,7 +153,9 @@ class RunLoop:
 
     # -- the loop ---------------------------------------------------------------------
     def run(self) -> RunResult:
-        if self.max_seconds is not None:
+        """Run until the VM ends, is suspended, or is parked (:meth:`request_park`);
+        after a park, ``run()`` continues exactly where the guest was, on any thread."""
+        if self.max_seconds is not None and self._wall_limit is None:
             self._wall_limit = time.monotonic() + self.max_seconds
         try:
             while True:
@@ -156,8 +164,24 @@ class RunLoop:
         except GuestStopped as stop:
             return RunResult(stop.status, stop.reason)
         finally:
-            self.timer.close()
             self.machine.flush_output()
+
+    def close(self) -> None:
+        """The VM is done with this loop: release the preemption timer."""
+        self.timer.close()
+
+    def request_park(self) -> None:
+        """From any thread: end ``run()`` with PARKED at the next slice boundary (a
+        guest waiting in HLT for a frame or a key is put back on its HLT)."""
+        self.park_requested = True
+        self.fast.stop_requested = 1
+        self.machine.wake()
+
+    def request_action(self, action: Callable[[], None]) -> None:
+        """From any thread: run ``action`` at the next slice boundary, on the loop's
+        thread (checkpoints are taken so)."""
+        self._actions.append(action)
+        self.fast.stop_requested = 1
 
     def _between_slices(self) -> None:
         machine = self.machine
@@ -184,6 +208,11 @@ class RunLoop:
         self.fast.stop_requested = 1
 
     def _maybe_suspend(self) -> None:
+        while self._actions:
+            self._actions.popleft()()
+        if self.suspend_to is None and self.park_requested:
+            self.park_requested = False
+            raise GuestStopped(PARKED, "parked")
         if self.suspend_to is None and self.suspend_after is not None and self.exits() >= self.suspend_after:
             self.suspend_to = self.suspend_image
         if self.suspend_to is None:
@@ -334,6 +363,10 @@ class RunLoop:
         started = self.clock.now_ns()
         while not machine.pic.interrupt_pending():
             self._check_wall_limit()
+            if self.park_requested:  # back onto the HLT: it halts again where the VM goes
+                self.park_requested = False
+                self.cpu.eip = self.cpu.eip - 1
+                raise GuestStopped(PARKED, "parked in HLT")
             deadline = machine.next_deadline_ns()
             if deadline is not None and deadline - started > MAX_HALT_SKIP_NS:
                 raise GuestStopped(ExitStatus.HALTED, "the guest halted with every timer interrupt masked")
