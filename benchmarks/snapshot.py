@@ -130,5 +130,44 @@ def run(console: Console, runs: int = 3) -> list[Row]:
         console.print(table)
         console.print(f"host file: sequential write {write_bw / 2**20:,.0f} MiB/s (with fsync), "
                       f"read {read_bw / 2**20:,.0f} MiB/s")
+    rows += run_units(console, runs)
     console.print(f"load average after: {load_average()}")
     return rows
+
+
+CPUBENCH = MEMFILL.parent / "cpubench.elf"
+UNITS_CMDLINE = "iterations=120"
+
+
+def _units_wall(count: int, directory: Path) -> float:
+    """Wall time for ``count`` cpubench VMs started together on a host of two units."""
+    from vmm.host import Host
+
+    host = Host(units=2, state_dir=directory / f"host-{count}-{time.monotonic_ns()}")
+    try:
+        start = time.perf_counter()
+        names = [
+            host.start(CPUBENCH, MachineConfig(memory_mib=32, cmdline=UNITS_CMDLINE,
+                                            serial=str(directory / f"console{count}-{i}.txt")),
+                       name=f"bench{i}").name
+            for i in range(count)
+        ]
+        for name in names:
+            vm = host.wait(name, timeout=600)
+            if vm.status != 0:
+                raise BenchFailure(f"cpubench on a unit ended with status {vm.status}")
+        return time.perf_counter() - start
+    finally:
+        host.shutdown()
+
+
+def run_units(console: Console, runs: int = 3) -> list[Row]:
+    """Two cpubench VMs on two processing units against one alone (target <= 1.3x)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        one = min(_units_wall(1, directory) for _ in range(runs))
+        two = min(_units_wall(2, directory) for _ in range(runs))
+    ratio = two / one
+    console.print(f"units: one cpubench VM {one:.3f} s, two on two units {two:.3f} s: {ratio:.3f}x")
+    return [Row("units", "two VMs on two units / one alone (wall)", ratio, "x",
+                target="<= 1.3x", passed=ratio <= 1.3, note=f"{two:.2f} s vs {one:.2f} s")]

@@ -283,6 +283,20 @@ class Machine:
         """Can something outside the VM (a frame, a key) still wake the guest?"""
         return self._input_open or self.nic_backend is not None
 
+    def take_pending_frames(self) -> list[bytes]:
+        """Frames that arrived for the NIC but were not handed to it yet: a suspend keeps
+        them in the image, so no frame in flight is lost."""
+        frames = []
+        while not self._frames.empty():
+            frames.append(self._frames.get_nowait())
+        if self.nic_backend is not None:
+            frames += self.nic_backend.drain()
+        return frames
+
+    def queue_frames(self, frames: list[bytes]) -> None:
+        for frame in frames:
+            self._frames.put(frame)
+
     def wake(self) -> None:
         """End a wait for a frame or a key now (a park or a suspend wants the loop)."""
         self._external.set()

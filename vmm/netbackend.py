@@ -60,11 +60,30 @@ class NicBackend:
                 self.capture.write(frame)
             on_frame(frame)
 
+    def drain(self) -> list[bytes]:
+        """Frames that reached the socket but not yet the receiving thread (suspend
+        keeps them in the image rather than lose them)."""
+        frames = []
+        while True:
+            try:
+                frame = self.sock.recv(MAX_FRAME, socket.MSG_DONTWAIT)
+            except (BlockingIOError, OSError):
+                return frames
+            if frame:
+                frames.append(frame)
+
     def close(self) -> None:
+        """Stop receiving and let go of the socket (its port is free afterwards)."""
         self._closed = True
+        self._wake_receiver()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
         self._close_socket()
         if self.capture is not None:
             self.capture.close()
+
+    def _wake_receiver(self) -> None:
+        """Make the receiving thread's blocking call return."""
 
     def _send(self, frame: bytes) -> None:
         raise NotImplementedError
@@ -107,15 +126,17 @@ class SwitchBackend(NicBackend):
     def _send(self, frame: bytes) -> None:
         self.sock.send(frame)
 
+    def _wake_receiver(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # recv returns b"" at once
+        except OSError:
+            pass
+
     def _receive(self) -> bytes | None:
         frame = self.sock.recv(MAX_FRAME)
         return frame or None
 
     def _close_socket(self) -> None:
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         self.sock.close()
 
 
@@ -134,6 +155,13 @@ class UdpBackend(NicBackend):
 
     def _send(self, frame: bytes) -> None:
         self.sock.sendto(frame, self.remote)
+
+    def _wake_receiver(self) -> None:
+        try:  # an empty datagram to ourselves: recvfrom returns, the loop sees _closed
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as poke:
+                poke.sendto(b"", self.sock.getsockname())
+        except OSError:
+            pass
 
     def _receive(self) -> bytes | None:
         frame, _ = self.sock.recvfrom(MAX_FRAME)

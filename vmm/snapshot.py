@@ -37,6 +37,7 @@ def suspend(machine: Machine, path: str | Path) -> int:
         "cpu": save_cpu_state(machine.cpu),
         "clock": machine.clock.save_state(),
         "devices": {name: part.save_state() for name, part in machine.stateful_parts().items()},
+        "nic_frames": machine.take_pending_frames(),
     }
     return write_image(path, state, machine.memory.view)
 
@@ -70,6 +71,7 @@ def resume(path: str | Path, serial_out=None, serial: str | None = None) -> Mach
             part.load_state(saved_parts[name])
         load_cpu_state(machine.cpu, state["cpu"])
         machine.clock.load_state(state["clock"])
+        machine.queue_frames(state.get("nic_frames", []))
     except ImageError:
         machine.close()
         raise

@@ -102,3 +102,21 @@ def test_resume_refuses_a_disk_changed_since_the_image_was_made(tmp_path):
 
     with pytest.raises(ImageError, match="has changed since the image was made"):
         resume(tmp_path / "vm.image", serial_out=io.BytesIO())
+
+
+def test_net_guest_suspended_while_frames_fly_passes_after_every_resume(tmp_path):
+    """NIC traffic: the NE2000's ring, registers and PROM travel in the image; the NIC
+    reattaches to its UDP backend in the resumed machine."""
+    from tests.guests.test_guests import golden
+    from tests.helpers import behaviour_lines, free_udp_port
+    from vmm.machine import NicConfig
+
+    port = free_udp_port()
+    config = MachineConfig(
+        memory_mib=32, deterministic=True,
+        nic=NicConfig(backend=f"udp:127.0.0.1:{port}:127.0.0.1:{port}"),
+    )
+    output, status, suspends, _ = run_with_suspends(tmp_path, guest("net"), config, every=300)
+    assert behaviour_lines(output) == golden("net")
+    assert status == 0
+    assert suspends >= 10
