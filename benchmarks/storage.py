@@ -17,7 +17,7 @@ from storage import bench, durability
 
 AREA = "storage"
 SIZE = 256 << 20
-REBUILD = 256 << 20
+REBUILD = 1 << 30  # the issue asks for a 1 GiB member
 
 
 def run(console: Console, runs: int = 3) -> list[Row]:
@@ -51,7 +51,7 @@ def run(console: Console, runs: int = 3) -> list[Row]:
         else:
             rows.append(Row(AREA, f"{label}: stack / qemu-img bench", stack / peer, "x",
                             target=">= 0.25x", passed=stack >= 0.25 * peer))
-    table.add_row("rebuild 256 MiB member", f"{rebuild:,.0f} MiB/s", f"{host:,.0f}", f"{rebuild / host:.2f}", "-", "-")
+    table.add_row("rebuild 1 GiB member", f"{rebuild:,.0f} MiB/s", f"{host:,.0f}", f"{rebuild / host:.2f}", "-", "-")
     rows.append(Row(AREA, "RAID 5 rebuild / host sequential write", rebuild / host, "x",
                     target=">= 0.10x", passed=rebuild >= 0.1 * host))
     console.print(table)
