@@ -165,6 +165,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from vmm.disks import DiskError
     from vmm.netbackend import NicBackendError
 
+    _hold_sigusr1(args)
     try:
         nic = parse_nic(args.nic, args.pcap) if args.nic else None
     except ValueError as exc:
@@ -196,6 +197,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _run_machine(machine, args)
 
 
+def _hold_sigusr1(args: argparse.Namespace) -> None:
+    """With --image, SIGUSR1 means "suspend": catch it from the very start, so one that
+    comes while the machine is still being built is kept for the run loop."""
+    if getattr(args, "image", None):
+        from vmm import native
+
+        native.load().vmm_catch_suspend_signal()
+
+
 def _run_machine(machine, args: argparse.Namespace) -> int:
     """Run a built machine to its end; shared by `vmm run` and `vmm resume`."""
     from vmm.stats import print_stats
@@ -225,6 +235,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     if args.suspend_after and not args.image:
         print("vmm: --suspend-after needs --image", file=sys.stderr)
         return 2
+    _hold_sigusr1(args)
     try:
         machine = resume(args.image, serial=args.serial)
     except (ImageError, DiskError, NicBackendError) as exc:

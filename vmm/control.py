@@ -4,14 +4,14 @@
 ``{"command": "suspend", "image": PATH}`` suspends the VM to PATH at the next slice
 boundary and answers ``{"suspended": PATH, "bytes": N}`` once the image is written (the
 ``vmm run`` process then exits with status 105). ``vmm suspend SOCKET IMAGE`` is the
-client. SIGUSR1 does the same with the image named by ``--image``.
+client. SIGUSR1 does the same with the image named by ``--image`` (caught in C:
+vmm/native/fastpath.c, and taken by the run loop between slices).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import threading
 from pathlib import Path
@@ -89,19 +89,3 @@ def request_suspend(socket_path: str, image: str, timeout: float = SUSPEND_TIMEO
     if not line:
         raise RuntimeError("the VM closed the control socket without an answer")
     return json.loads(line)
-
-
-class SuspendSignal:
-    """SIGUSR1 suspends to ``image``. The signal is blocked in every thread and taken by
-    one that waits for it, because Python's own handlers run only when the main thread
-    is back from Unicorn."""
-
-    def __init__(self, image: str, request_suspend: Callable[[str], None]) -> None:
-        self._image = os.path.abspath(image)
-        self._request_suspend = request_suspend
-        self._previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
-        threading.Thread(target=self._wait, name="vmm-sigusr1", daemon=True).start()
-
-    def _wait(self) -> None:
-        signal.sigwait({signal.SIGUSR1})
-        self._request_suspend(self._image)

@@ -239,15 +239,14 @@ class Machine:
         """Run until the guest exits, halts for good, a limit passes or it is
         suspended (to ``suspend_image`` after ``suspend_after`` exits or on SIGUSR1, or
         wherever a request on ``control_socket`` says)."""
-        from vmm.control import ControlServer, SuspendSignal
+        from vmm.control import ControlServer
 
         loop = RunLoop(self, max_seconds)
         loop.extra_stop_interval_ns = preempt_every_ns
         loop.suspend_image = suspend_image
         loop.suspend_after = suspend_after if suspend_image else None
         control = ControlServer(control_socket, loop.request_suspend) if control_socket else None
-        if suspend_image:
-            SuspendSignal(suspend_image, loop.request_suspend)
+        loop.watch_suspend_signal = bool(suspend_image)
         self._start_input()
         try:
             result = loop.run()

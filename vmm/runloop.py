@@ -79,8 +79,10 @@ class RunLoop:
         self.suspend_image: str | None = None  # where --suspend-after and SIGUSR1 write
         self.suspended: str | None = None  # the image written, once suspended
         self.park_requested = False
+        self.watch_suspend_signal = False  # SIGUSR1 suspends to suspend_image
         self._actions: collections.deque[Callable[[], None]] = collections.deque()
         self.timer = PreemptionTimer(self.fast)
+        self._native = native.load()
         self._wall_limit: float | None = None
         self.portio = PortIo(
             machine.cpu, machine.mmu, machine.ports, self.uc.emu_stop, self._hook_failed
@@ -157,6 +159,8 @@ class RunLoop:
         after a park, ``run()`` continues exactly where the guest was, on any thread."""
         if self.max_seconds is not None and self._wall_limit is None:
             self._wall_limit = time.monotonic() + self.max_seconds
+        if self.watch_suspend_signal:
+            self._native.vmm_watch_suspend_signal(native.ctypes.addressof(self.fast))
         try:
             while True:
                 self._between_slices()
@@ -164,6 +168,8 @@ class RunLoop:
         except GuestStopped as stop:
             return RunResult(stop.status, stop.reason)
         finally:
+            if self.watch_suspend_signal:
+                self._native.vmm_watch_suspend_signal(None)
             self.machine.flush_output()
 
     def close(self) -> None:
@@ -208,6 +214,8 @@ class RunLoop:
         self.fast.stop_requested = 1
 
     def _maybe_suspend(self) -> None:
+        if self.watch_suspend_signal and self._native.vmm_take_suspend_signal():
+            self.suspend_to = self.suspend_to or self.suspend_image
         while self._actions:
             self._actions.popleft()()
         if self.suspend_to is None and self.park_requested:

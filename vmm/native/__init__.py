@@ -89,6 +89,12 @@ def load() -> ctypes.CDLL:
         library.vmm_timer_arm.restype = None
         library.vmm_timer_stop.argtypes = (ctypes.c_void_p,)
         library.vmm_timer_stop.restype = None
+        library.vmm_catch_suspend_signal.argtypes = ()
+        library.vmm_catch_suspend_signal.restype = None
+        library.vmm_watch_suspend_signal.argtypes = (ctypes.c_void_p,)
+        library.vmm_watch_suspend_signal.restype = None
+        library.vmm_take_suspend_signal.argtypes = ()
+        library.vmm_take_suspend_signal.restype = ctypes.c_int
         _library = library
     return _library
 

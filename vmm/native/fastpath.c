@@ -223,3 +223,46 @@ void vmm_timer_stop(struct vmm_timer *t)
     timer_delete(t->timer);
     /* not freed: a signal may still be queued for it (see above) */
 }
+
+/* -- SIGUSR1: suspend ---------------------------------------------------------------------
+ *
+ * `vmm run --image IMAGE` suspends on SIGUSR1. A handler in C, because the main thread
+ * spends its time inside Unicorn, where Python's own handlers never run, and because
+ * threads that exist before any mask could be set (a BLAS pool) would take the signal.
+ * The handler records it and stops the guest at the next block boundary.
+ */
+
+static volatile sig_atomic_t suspend_signalled;
+static struct vmm_fast *volatile signal_watcher;
+
+static void suspend_signal(int signo)
+{
+    struct vmm_fast *f = signal_watcher;
+    (void)signo;
+    suspend_signalled = 1;
+    if (f)
+        f->stop_requested = 1;
+}
+
+void vmm_catch_suspend_signal(void)
+{
+    struct sigaction action = {0};
+    action.sa_handler = suspend_signal;
+    action.sa_flags = SA_RESTART;
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGUSR1, &action, NULL);
+}
+
+/* The run loop whose guest a signal should stop (NULL: none). */
+void vmm_watch_suspend_signal(struct vmm_fast *fast)
+{
+    signal_watcher = fast;
+}
+
+/* 1 once if SIGUSR1 came since the last call. */
+int vmm_take_suspend_signal(void)
+{
+    int taken = suspend_signalled;
+    suspend_signalled = 0;
+    return taken;
+}
