@@ -20,7 +20,6 @@ from __future__ import annotations
 import collections
 import json
 import os
-import socket
 import sys
 import threading
 import time
@@ -28,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vmm.jsonsocket import JsonLineServer
+from vmm.jsonsocket import request as json_request
 from vmm.checkpoint import Checkpoint, CheckpointError, Checkpointer, CheckpointStore, restart
 from vmm.runloop import PARKED, ExitStatus, RunLoop, RunResult
 
@@ -558,55 +559,29 @@ def default_socket() -> str:
 
 
 class HostServer:
-    """The host's control socket: JSON lines, one request and one reply per connection."""
+    """The host's control socket (JSON lines: vmm/jsonsocket.py)."""
 
     def __init__(self, host: Host, path: str) -> None:
         self.host = host
         self.path = Path(path)
         self.stopped = threading.Event()
-        if self.path.exists():
-            if _socket_answers(str(self.path)):
-                raise HostError(f"{path}: another host process listens there")
-            self.path.unlink()
-        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._listener.bind(str(self.path))
-        self._listener.listen(16)
+        try:
+            self._server = JsonLineServer(path, self._handle_and_note_shutdown, errors=(HostError,))
+        except OSError as exc:
+            raise HostError(f"{path}: another host process listens there") from exc
 
     def serve_forever(self) -> None:
-        threading.Thread(target=self._accept, name="vmm-host-control", daemon=True).start()
         while not self.stopped.wait(0.5):  # a timeout lets signal handlers run
             pass
 
     def close(self) -> None:
-        self._listener.close()
-        try:
-            self.path.unlink()
-        except FileNotFoundError:
-            pass
+        self._server.close()
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                connection, _ = self._listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._answer, args=(connection,), daemon=True).start()
-
-    def _answer(self, connection: socket.socket) -> None:
-        with connection:
-            try:
-                request = json.loads(connection.makefile().readline() or "{}")
-                reply = self.handle(request)
-            except HostError as exc:
-                reply = {"error": str(exc)}
-            except (ValueError, TypeError, KeyError, OSError) as exc:
-                reply = {"error": f"bad request: {exc}"}
-            try:
-                connection.sendall((json.dumps(reply) + "\n").encode())
-            except OSError:
-                pass
+    def _handle_and_note_shutdown(self, request: dict[str, Any]) -> dict[str, Any]:
+        reply = self.handle(request)
         if reply.get("shutdown"):
             self.stopped.set()
+        return reply
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         host = self.host
@@ -671,25 +646,11 @@ def _config_from_request(request: dict[str, Any]):
     )
 
 
-def _socket_answers(path: str) -> bool:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        try:
-            probe.connect(path)
-            return True
-        except OSError:
-            return False
-
 
 def call(socket_path: str, request: dict[str, Any], timeout: float | None = WAIT_TIMEOUT + 10) -> dict[str, Any]:
     """Send one request to the host process at ``socket_path``; returns its reply."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        try:
-            sock.connect(socket_path)
-        except (FileNotFoundError, ConnectionRefusedError):
-            raise HostError(f"no host process listens on {socket_path} (vmm host start)") from None
-        sock.sendall((json.dumps(request) + "\n").encode())
-        line = sock.makefile().readline()
-    if not line:
-        raise HostError("the host process closed the connection without an answer")
-    return json.loads(line)
+    try:
+        return json_request(socket_path, request, timeout,
+                            nobody=f"no host process listens on {socket_path} (vmm host start)")
+    except ConnectionError as exc:
+        raise HostError(str(exc)) from None

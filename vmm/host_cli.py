@@ -14,24 +14,11 @@ import sys
 import threading
 from pathlib import Path
 
+from vmm.cli import _positive_float, _positive_int
 from vmm.host import HostError, call, default_socket
 
 USAGE = 2
 FAILED = 1
-
-
-def _positive_int(text: str) -> int:
-    value = int(text, 0)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
-    return value
 
 
 def _socket_option(parser: argparse.ArgumentParser) -> None:
