@@ -78,6 +78,7 @@ class Machine:
         self.exit_code: int | None = None
         self.stop_pending = False  # the monitor stopped the guest to change the machine
         self.in_slice = False  # the guest is running (device callbacks come from hooks)
+        self._has_run = False
         self.stats = ExitStats()
         self.cpu = Cpu()
         self.memory = GuestMemory(self.cpu.uc, config.memory_mib * 1024 * 1024)
@@ -241,6 +242,9 @@ class Machine:
         wherever a request on ``control_socket`` says)."""
         from vmm.control import ControlServer
 
+        if self._has_run:
+            raise RuntimeError("a Machine runs once (its hooks are installed); use RunLoop to continue one")
+        self._has_run = True
         loop = RunLoop(self, max_seconds)
         loop.extra_stop_interval_ns = preempt_every_ns
         loop.suspend_image = suspend_image
