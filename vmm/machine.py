@@ -286,14 +286,20 @@ class Machine:
         """Can something outside the VM (a frame, a key) still wake the guest?"""
         return self._input_open or self.nic_backend is not None
 
-    def take_pending_frames(self) -> list[bytes]:
-        """Frames that arrived for the NIC but were not handed to it yet: a suspend keeps
-        them in the image, so no frame in flight is lost."""
-        frames = []
-        while not self._frames.empty():
-            frames.append(self._frames.get_nowait())
-        if self.nic_backend is not None:
+    def pending_frames(self) -> list[bytes]:
+        """Frames that arrived for the NIC but were not handed to it yet (queued, or
+        still in the backend's socket). A suspend keeps them in the image, so no frame
+        in flight is lost; they stay queued here too, for a VM that goes on (a
+        checkpoint)."""
+        if self.nic_backend is None:
+            return []
+        with self.nic_backend.delivery_lock:
+            frames = []
+            while not self._frames.empty():
+                frames.append(self._frames.get_nowait())
             frames += self.nic_backend.drain()
+            for frame in frames:
+                self._frames.put(frame)
         return frames
 
     def queue_frames(self, frames: list[bytes]) -> None:

@@ -10,6 +10,7 @@ to the NIC between slices, so device state stays on one thread.
 from __future__ import annotations
 
 import os
+import select
 import socket
 import subprocess
 import sys
@@ -35,6 +36,9 @@ class NicBackend:
         self.capture = PcapWriter(pcap) if pcap else None
         self._thread: threading.Thread | None = None
         self._closed = False
+        # Held while a frame goes from the socket to the machine, so that a suspend
+        # (which takes what is queued and what waits in the socket) misses none.
+        self.delivery_lock = threading.Lock()
 
     def start(self, on_frame: Callable[[bytes], None]) -> None:
         self._thread = threading.Thread(target=self._receive_loop, args=(on_frame,), daemon=True, name="vmm-nic")
@@ -51,18 +55,32 @@ class NicBackend:
     def _receive_loop(self, on_frame: Callable[[bytes], None]) -> None:
         while not self._closed:
             try:
-                frame = self._receive()
-            except OSError:
+                readable, _, _ = select.select([self.sock], [], [], 0.2)
+            except (OSError, ValueError):
                 return
-            if frame is None:
-                return
-            if self.capture is not None:
-                self.capture.write(frame)
-            on_frame(frame)
+            if not readable:
+                continue
+            with self.delivery_lock:
+                try:
+                    frame = self.sock.recv(MAX_FRAME, socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    return
+                if not frame:
+                    if self._closed or self._end_of_stream():
+                        return
+                    continue
+                if self.capture is not None:
+                    self.capture.write(frame)
+                on_frame(frame)
+
+    def _end_of_stream(self) -> bool:
+        """An empty read: the peer left (a switch port); a datagram socket goes on."""
+        return True
 
     def drain(self) -> list[bytes]:
-        """Frames that reached the socket but not yet the receiving thread (suspend
-        keeps them in the image rather than lose them)."""
+        """Frames waiting in the socket. Call with ``delivery_lock`` held."""
         frames = []
         while True:
             try:
@@ -88,8 +106,6 @@ class NicBackend:
     def _send(self, frame: bytes) -> None:
         raise NotImplementedError
 
-    def _receive(self) -> bytes | None:
-        raise NotImplementedError
 
     def _close_socket(self) -> None:
         raise NotImplementedError
@@ -132,9 +148,6 @@ class SwitchBackend(NicBackend):
         except OSError:
             pass
 
-    def _receive(self) -> bytes | None:
-        frame = self.sock.recv(MAX_FRAME)
-        return frame or None
 
     def _close_socket(self) -> None:
         self.sock.close()
@@ -156,16 +169,16 @@ class UdpBackend(NicBackend):
     def _send(self, frame: bytes) -> None:
         self.sock.sendto(frame, self.remote)
 
+    def _end_of_stream(self) -> bool:
+        return False
+
     def _wake_receiver(self) -> None:
-        try:  # an empty datagram to ourselves: recvfrom returns, the loop sees _closed
+        try:  # an empty datagram to ourselves: the loop wakes and sees _closed
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as poke:
                 poke.sendto(b"", self.sock.getsockname())
         except OSError:
             pass
 
-    def _receive(self) -> bytes | None:
-        frame, _ = self.sock.recvfrom(MAX_FRAME)
-        return frame
 
     def _close_socket(self) -> None:
         self.sock.close()

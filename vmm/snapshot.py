@@ -37,7 +37,7 @@ def suspend(machine: Machine, path: str | Path) -> int:
         "cpu": save_cpu_state(machine.cpu),
         "clock": machine.clock.save_state(),
         "devices": {name: part.save_state() for name, part in machine.stateful_parts().items()},
-        "nic_frames": machine.take_pending_frames(),
+        "nic_frames": machine.pending_frames(),
     }
     return write_image(path, state, machine.memory.view)
 
