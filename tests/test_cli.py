@@ -161,3 +161,17 @@ def test_jumping_to_unassigned_memory_raises_invalid_opcode_with_nothing_to_hand
     """)
     boot = run_vmm(str(kernel), "--memory", "64", "--max-seconds", "30")
     assert boot.status == 100
+
+
+def test_the_first_write_to_the_exit_port_decides_even_if_more_code_runs(tmp_path):
+    # The stop lands only at the next memory access or block end: a second exit write
+    # in the same block must not change the status.
+    kernel = build_kernel(tmp_path, """
+        mov $0xf4, %dx
+        mov $3, %eax
+        out %eax, %dx
+        mov $9, %eax
+        out %eax, %dx
+    1:  jmp 1b
+    """)
+    assert run_vmm(str(kernel)).status == 3

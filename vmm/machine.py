@@ -40,10 +40,9 @@ LSI_OWN_ID = 7
 SERIAL_CHARACTER_NS = 87_000  # one 10-bit character at 115,200 baud
 BOOT_GDT = 0x8000
 BOOT_STACK = 0x7FF0
-BOOT_CODE_SELECTOR = 0x08
-BOOT_DATA_SELECTOR = 0x10
-# Null, flat 4 GiB 32-bit ring-0 code, flat 4 GiB ring-0 data.
-BOOT_GDT_ENTRIES = (0, 0x00CF9A000000FFFF, 0x00CF92000000FFFF)
+# Flat 4 GiB 32-bit ring-0 code and data, at the selectors the boot protocol names.
+FLAT_CODE_DESCRIPTOR = 0x00CF9A000000FFFF
+FLAT_DATA_DESCRIPTOR = 0x00CF92000000FFFF
 # Deterministic mode's wall clock for the RTC: 2000-01-01 00:00:00 UTC.
 DETERMINISTIC_EPOCH = 946684800
 
@@ -215,13 +214,16 @@ class Machine:
 
     def _enter(self, boot: BootState) -> None:
         cpu = self.cpu
-        gdt = b"".join(entry.to_bytes(8, "little") for entry in BOOT_GDT_ENTRIES)
+        entries = [0] * (max(boot.code_selector, boot.data_selector) // 8 + 1)
+        entries[boot.code_selector // 8] = FLAT_CODE_DESCRIPTOR
+        entries[boot.data_selector // 8] = FLAT_DATA_DESCRIPTOR
+        gdt = b"".join(entry.to_bytes(8, "little") for entry in entries)
         self.memory.write(BOOT_GDT, gdt)
         cpu.set_reg("gdtr", (0, BOOT_GDT, len(gdt) - 1, 0))
         cpu.set_reg("cr0", CR0_PE | 0x10)  # PE, and ET as on every CPU since the 486
-        cpu.set_reg("cs", BOOT_CODE_SELECTOR)
+        cpu.set_reg("cs", boot.code_selector)
         for segment in ("ss", "ds", "es", "fs", "gs"):
-            cpu.set_reg(segment, BOOT_DATA_SELECTOR)
+            cpu.set_reg(segment, boot.data_selector)
         cpu.eflags = 0x2
         cpu.set_reg("esp", BOOT_STACK)
         cpu.set_reg("eax", boot.eax)
@@ -365,7 +367,10 @@ class Machine:
         self.cpu.uc.emu_stop()
 
     def _guest_exit(self, value: int) -> None:
-        self.exit_code = value
+        # The first write ends the VM, as on QEMU: instructions the CPU still runs
+        # before the stop lands (up to the next memory access) cannot change it.
+        if self.exit_code is None:
+            self.exit_code = value
         self.cpu.uc.emu_stop()
 
     def _serial_write(self, data: bytes) -> None:

@@ -265,7 +265,7 @@ def test_file_with_a_header_that_is_not_elf_is_refused(tmp_path, memory):
 def test_file_that_is_neither_elf_nor_multiboot_is_refused_by_load_kernel(tmp_path, memory):
     junk = tmp_path / "notes.txt"
     junk.write_text("just some text\n" * 100)
-    with pytest.raises(LoaderError, match="not a Multiboot kernel"):
+    with pytest.raises(LoaderError, match="neither a Linux bzImage nor a Multiboot kernel"):
         load_kernel(junk, memory)
 
 

@@ -16,3 +16,5 @@ class BootState:
     ebx: int = 0
     esi: int = 0
     protected: bool = True  # flat 4 GiB code/data segments, CR0.PE, paging off
+    code_selector: int = 0x08  # where the boot GDT puts its flat code segment
+    data_selector: int = 0x10  # and its flat data segment (Linux wants 0x10 / 0x18)
