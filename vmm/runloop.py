@@ -23,6 +23,7 @@ from unicorn.unicorn_py3.unicorn import uc_hook_h, uclib
 from vmm import native
 from vmm.clock import NEVER, PreemptionTimer, VirtualClock
 from vmm.cpu import EFLAGS_IF, Cpu
+from vmm.cpuid import answer as cpuid_answer
 from vmm.interrupts import GP, PF, UD, Event, InterruptDelivery, TripleFault
 from vmm.native import FastState
 from vmm.portio import PortIo
@@ -103,6 +104,7 @@ class RunLoop:
         self._native_hook("vmm_block_hook", UC_HOOK_BLOCK, user)
         self._native_hook("vmm_in_hook", UC_HOOK_INSN, user, X.UC_X86_INS_IN)
         self._native_hook("vmm_out_hook", UC_HOOK_INSN, user, X.UC_X86_INS_OUT)
+        self.uc.hook_add(UC_HOOK_INSN, self._on_cpuid, None, 1, 0, X.UC_X86_INS_CPUID)
         self.uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
         self.uc.hook_add(UC_HOOK_INSN_INVALID, self._on_invalid_opcode)
         self.uc.ctl_exits_enabled(True)  # emu_start's `until` is then ignored
@@ -142,6 +144,15 @@ class RunLoop:
         except Exception:
             before = b""
         return next_eip - 1 if one_byte is not None and before == one_byte else next_eip - 2
+
+    def _on_cpuid(self, uc, _user) -> int:
+        """CPUID from this machine's table (vmm/cpuid.py): no APIC, no SYSENTER."""
+        cpu = self.cpu
+        values = cpuid_answer(cpu.reg("eax"))
+        for name, value in zip(("eax", "ebx", "ecx", "edx"), values):
+            cpu.set_reg(name, value)
+        self.stats.count("cpuid")
+        return 1  # skip Unicorn's own CPUID
 
     def _on_invalid_opcode(self, uc, _user) -> bool:
         self.pending_event = Event(UD)
