@@ -450,3 +450,31 @@ void lsi_command(const uint8_t *cdb, unsigned cdblen, void *data, uint32_t len,
     if (lsi.wait == LSI_WAIT_IRQ && r->irqs != 1)
         fail("command %x: %u interrupts for one command", cdb[0], r->irqs);
 }
+
+uint8_t lsi_run(const uint8_t *cdb, unsigned cdblen, void *data, uint32_t len, int expect_data)
+{
+    struct lsi_result r;
+    lsi_command(cdb, cdblen, data, len, &r);
+    if (LSI_RESULT_DATA(r.scratch) != (expect_data ? 1 : 0))
+        fail("command %x: data phase %s", cdb[0], expect_data ? "missing" : "unexpected");
+    return r.status;
+}
+
+uint8_t lsi_test_unit_ready(void)
+{
+    static const uint8_t cdb[6] = { 0x00 };
+    return lsi_run(cdb, 6, NULL, 0, 0);
+}
+
+void put_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = v >> 24;
+    p[1] = v >> 16;
+    p[2] = v >> 8;
+    p[3] = v;
+}
+
+uint32_t get_be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}

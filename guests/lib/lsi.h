@@ -233,4 +233,15 @@ uint32_t lsi_ram_script_addr(void);
 void lsi_command(const uint8_t *cdb, unsigned cdblen, void *data, uint32_t len,
                  struct lsi_result *r);
 
+/* lsi_command, failing the test when a data phase ran and expect_data says none
+ * should (or the other way round); returns the SCSI status byte. */
+uint8_t lsi_run(const uint8_t *cdb, unsigned cdblen, void *data, uint32_t len, int expect_data);
+
+/* TEST UNIT READY; returns the SCSI status byte. */
+uint8_t lsi_test_unit_ready(void);
+
+/* Big-endian fields of CDBs and of the data they return. */
+void put_be32(uint8_t *p, uint32_t v);
+uint32_t get_be32(const uint8_t *p);
+
 #endif

@@ -83,40 +83,13 @@ static uint32_t cpu_work(uint32_t round)
 
 /* ---- disk ---- */
 
-static void put_be32(uint8_t *p, uint32_t v)
-{
-    p[0] = v >> 24;
-    p[1] = v >> 16;
-    p[2] = v >> 8;
-    p[3] = v;
-}
-
-static uint32_t get_be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static uint8_t run(const uint8_t *cdb, unsigned cdblen, void *data, uint32_t len, int expect_data)
-{
-    struct lsi_result r;
-    lsi_command(cdb, cdblen, data, len, &r);
-    if (LSI_RESULT_DATA(r.scratch) != (expect_data ? 1 : 0))
-        fail("command %x: data phase %s", cdb[0], expect_data ? "missing" : "unexpected");
-    return r.status;
-}
-
-static uint8_t test_unit_ready(void)
-{
-    static const uint8_t cdb[6] = { 0x00 };
-    return run(cdb, 6, NULL, 0, 0);
-}
 
 static void request_sense(void)
 {
     static const uint8_t cdb[6] = { 0x03, 0, 0, 0, 18, 0 };
     uint8_t buf[18];
     memset(buf, 0, sizeof(buf));
-    if (run(cdb, 6, buf, sizeof(buf), 1) != STATUS_GOOD)
+    if (lsi_run(cdb, 6, buf, sizeof(buf), 1) != STATUS_GOOD)
         fail("REQUEST SENSE: not GOOD");
 }
 
@@ -126,7 +99,7 @@ static uint8_t rw10(uint8_t op, uint32_t lba, uint32_t blocks, void *buf)
     put_be32(cdb + 2, lba);
     cdb[7] = blocks >> 8;
     cdb[8] = blocks;
-    return run(cdb, 10, buf, blocks * BLOCK, 1);
+    return lsi_run(cdb, 10, buf, blocks * BLOCK, 1);
 }
 
 static void fill(uint8_t *buf, uint32_t lba, uint32_t blocks, uint32_t xor)
@@ -181,7 +154,7 @@ static void disk_setup(void)
     /* The unit attention the reset leaves, if any. */
     int good = 0;
     for (int i = 0; i < 4 && !good; i++) {
-        if (test_unit_ready() == STATUS_GOOD)
+        if (lsi_test_unit_ready() == STATUS_GOOD)
             good = 1;
         else
             request_sense();
@@ -191,7 +164,7 @@ static void disk_setup(void)
 
     static const uint8_t cap_cdb[10] = { 0x25 };
     uint8_t cap[8];
-    if (run(cap_cdb, 10, cap, sizeof(cap), 1) != STATUS_GOOD)
+    if (lsi_run(cap_cdb, 10, cap, sizeof(cap), 1) != STATUS_GOOD)
         fail("READ CAPACITY(10): not GOOD");
     uint32_t blocks = get_be32(cap) + 1, bs = get_be32(cap + 4);
     if (blocks != DISK_BLOCKS || bs != BLOCK)

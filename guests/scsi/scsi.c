@@ -45,33 +45,6 @@ static const char *wait_name(void)
 
 /* ---- CDBs ---- */
 
-static void put_be32(uint8_t *p, uint32_t v)
-{
-    p[0] = v >> 24;
-    p[1] = v >> 16;
-    p[2] = v >> 8;
-    p[3] = v;
-}
-
-static uint32_t get_be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static uint8_t run(const uint8_t *cdb, unsigned cdblen, void *data, uint32_t len, int expect_data)
-{
-    struct lsi_result r;
-    lsi_command(cdb, cdblen, data, len, &r);
-    if (LSI_RESULT_DATA(r.scratch) != (expect_data ? 1 : 0))
-        fail("command %x: data phase %s", cdb[0], expect_data ? "missing" : "unexpected");
-    return r.status;
-}
-
-static uint8_t test_unit_ready(void)
-{
-    static const uint8_t cdb[6] = { 0x00 };
-    return run(cdb, 6, NULL, 0, 0);
-}
 
 struct sense {
     uint8_t key, asc, ascq;
@@ -82,7 +55,7 @@ static void request_sense(struct sense *s)
     static const uint8_t cdb[6] = { 0x03, 0, 0, 0, 18, 0 };
     uint8_t buf[18];
     memset(buf, 0, sizeof(buf));
-    uint8_t st = run(cdb, 6, buf, sizeof(buf), 1);
+    uint8_t st = lsi_run(cdb, 6, buf, sizeof(buf), 1);
     if (st != STATUS_GOOD)
         fail("REQUEST SENSE: status %x", st);
     if ((buf[0] & 0x7F) != 0x70)
@@ -98,7 +71,7 @@ static uint8_t rw10(uint8_t op, uint32_t lba, uint32_t blocks, void *buf, int ex
     put_be32(cdb + 2, lba);
     cdb[7] = blocks >> 8;
     cdb[8] = blocks;
-    return run(cdb, 10, buf, blocks * BLOCK, expect_data);
+    return lsi_run(cdb, 10, buf, blocks * BLOCK, expect_data);
 }
 
 /* ---- disk patterns ---- */
@@ -140,7 +113,7 @@ static void soft_reset(void)
 static void unit_attention(void)
 {
     struct sense s;
-    uint8_t st = test_unit_ready();
+    uint8_t st = lsi_test_unit_ready();
     kprintf("%s/%s: TEST UNIT READY: %s\n", view_name(), wait_name(), status_name(st));
     if (st != STATUS_CHECK_CONDITION)
         fail("first TEST UNIT READY after reset: status %x, want CHECK CONDITION", st);
@@ -149,7 +122,7 @@ static void unit_attention(void)
             s.key, s.asc, s.ascq);
     if (s.key != 0x6 || s.asc != 0x29 || s.ascq != 0x00)
         fail("sense %x/%x/%x, want 6/29/00 (unit attention, reset)", s.key, s.asc, s.ascq);
-    st = test_unit_ready();
+    st = lsi_test_unit_ready();
     kprintf("%s/%s: TEST UNIT READY: %s\n", view_name(), wait_name(), status_name(st));
     if (st != STATUS_GOOD)
         fail("TEST UNIT READY after the unit attention: status %x", st);
@@ -170,7 +143,7 @@ static void inquiry(void)
     char vendor[9], product[17];
 
     memset(buf, 0xEE, sizeof(buf));
-    uint8_t st = run(cdb, 6, buf, sizeof(buf), 1);
+    uint8_t st = lsi_run(cdb, 6, buf, sizeof(buf), 1);
     if (st != STATUS_GOOD)
         fail("INQUIRY: status %x", st);
     copy_trimmed(vendor, buf + 8, 8);
@@ -188,7 +161,7 @@ static void read_capacity(void)
 {
     static const uint8_t cdb[10] = { 0x25 };
     uint8_t buf[8];
-    uint8_t st = run(cdb, 10, buf, sizeof(buf), 1);
+    uint8_t st = lsi_run(cdb, 10, buf, sizeof(buf), 1);
     if (st != STATUS_GOOD)
         fail("READ CAPACITY(10): status %x", st);
     uint32_t last = get_be32(buf), bs = get_be32(buf + 4);
@@ -297,7 +270,7 @@ void guest_main(void)
     read_check(1024, 128, ORIG_XOR, "64 KiB in one command, pattern matches");
     read_past_end(DISK_BLOCKS - 1, 2);
     read_past_end(DISK_BLOCKS, 1);
-    if (test_unit_ready() != STATUS_GOOD)
+    if (lsi_test_unit_ready() != STATUS_GOOD)
         fail("TEST UNIT READY after the failed reads: not GOOD");
     kprintf("io/interrupt: TEST UNIT READY: GOOD\n");
 
@@ -316,7 +289,7 @@ void guest_main(void)
 
     /* 3. The script in SCRIPTS RAM, memory view, both completion modes. */
     load_scripts_ram();
-    if (test_unit_ready() != STATUS_GOOD)
+    if (lsi_test_unit_ready() != STATUS_GOOD)
         fail("TEST UNIT READY from SCRIPTS RAM: not GOOD");
     kprintf("SCRIPTS RAM, mmio/polling: TEST UNIT READY: GOOD\n");
     lsi_set_wait(LSI_WAIT_IRQ);
