@@ -23,12 +23,13 @@ BASIC_LEAVES = 7
 EXTENDED_LEAVES = (0x80000000, 0x80000001, 0x80000002, 0x80000003, 0x80000004)
 
 
-def _probe(leaf: int) -> tuple[int, int, int, int]:
+@functools.cache
+def _probe(leaf: int, subleaf: int = 0) -> tuple[int, int, int, int]:
     uc = Uc(UC_ARCH_X86, UC_MODE_32)
     uc.mem_map(0, 0x2000, UC_PROT_ALL)
     uc.mem_write(0x1000, b"\x0f\xa2\xf4")  # cpuid; hlt
     uc.reg_write(X.UC_X86_REG_EAX, leaf)
-    uc.reg_write(X.UC_X86_REG_ECX, 0)
+    uc.reg_write(X.UC_X86_REG_ECX, subleaf)
     uc.emu_start(0x1000, 0x1003)
     return tuple(uc.reg_read(r) for r in (X.UC_X86_REG_EAX, X.UC_X86_REG_EBX, X.UC_X86_REG_ECX, X.UC_X86_REG_EDX))
 
@@ -49,10 +50,17 @@ def cpuid_table() -> dict[int, tuple[int, int, int, int]]:
     return table
 
 
-def answer(leaf: int) -> tuple[int, int, int, int]:
-    """CPUID for ``leaf``; leaves beyond the table answer as the highest basic leaf, as
-    Intel CPUs do."""
+# Leaves whose answer depends on ECX (cache parameters): asked of Unicorn per sub-leaf,
+# or a guest walking the sub-leaves until "no more caches" would never finish.
+SUBLEAF_LEAVES = frozenset({4})
+
+
+def answer(leaf: int, subleaf: int = 0) -> tuple[int, int, int, int]:
+    """CPUID for ``leaf`` (and ``subleaf`` in ECX); leaves beyond the table answer as the
+    highest basic leaf, as Intel CPUs do."""
     table = cpuid_table()
+    if leaf in SUBLEAF_LEAVES and leaf <= table[0][0]:
+        return _probe(leaf, subleaf & 0xFF)
     if leaf in table:
         return table[leaf]
     if leaf >= 0x80000000:

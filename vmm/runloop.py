@@ -148,7 +148,7 @@ class RunLoop:
     def _on_cpuid(self, uc, _user) -> int:
         """CPUID from this machine's table (vmm/cpuid.py): no APIC, no SYSENTER."""
         cpu = self.cpu
-        values = cpuid_answer(cpu.reg("eax"))
+        values = cpuid_answer(cpu.reg("eax"), cpu.reg("ecx"))
         for name, value in zip(("eax", "ebx", "ecx", "edx"), values):
             cpu.set_reg(name, value)
         self.stats.count("cpuid")

@@ -53,3 +53,10 @@ def test_a_guest_executing_cpuid_gets_the_table(tmp_path):
     result = machine.run(max_seconds=30)
     assert result.status == 40
     assert machine.stats.by_reason["cpuid"] == 2
+
+
+def test_cache_parameter_subleaves_end_with_a_null_cache_type():
+    """Linux walks CPUID(4, i) until the cache type is 0: sub-leaves must differ."""
+    types = [answer(4, i)[0] & 0x1F for i in range(16)]
+    assert 0 in types
+    assert types[0] != 0
