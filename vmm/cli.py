@@ -34,12 +34,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vmm", description="A PC virtual machine monitor on Unicorn.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="boot a kernel in a new VM")
+    # What `vmm run` and `vmm resume` share: how long the VM may run, what it reports,
+    # and how it may be suspended (again).
+    running = argparse.ArgumentParser(add_help=False)
+    running.add_argument("--stats", action="store_true", help="print exit statistics to stderr at the end")
+    running.add_argument("--max-seconds", type=_positive_float, metavar="S", help="wall-time limit (exit 102)")
+    running.add_argument("--image", metavar="IMAGE", help="where SIGUSR1 and --suspend-after suspend the VM to")
+    running.add_argument("--suspend-after", type=_positive_int, metavar="N",
+                         help="suspend to --image after the guest's Nth exit from now (use --deterministic)")
+    running.add_argument("--control", metavar="SOCKET", help="a Unix socket for `vmm suspend SOCKET IMAGE`")
+
+    run = sub.add_parser("run", parents=[running], help="boot a kernel in a new VM")
     run.add_argument("kernel", type=Path, help="a Multiboot v1 ELF kernel")
     run.add_argument("--memory", type=_positive_int, default=128, metavar="MiB", help="guest RAM (default 128)")
     run.add_argument("--serial", default="stdio", metavar="stdio|PATH", help="where COM1 output goes")
-    run.add_argument("--stats", action="store_true", help="print exit statistics to stderr at the end")
-    run.add_argument("--max-seconds", type=_positive_float, metavar="S", help="wall-time limit (exit 102)")
     run.add_argument("--deterministic", action="store_true", help="virtual time from guest progress")
     run.add_argument("--append", default="", metavar="CMDLINE", help="kernel command line")
     run.add_argument("--initrd", action="append", type=Path, default=[], metavar="FILE",
@@ -53,21 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--nic", metavar="BACKEND[,io=0x300,irq=9,mac=52:54:00:12:34:56]",
                      help="an NE2000 on switch:NAME or udp:LHOST:LPORT:RHOST:RPORT")
     run.add_argument("--pcap", metavar="PATH", help="capture the NIC's frames to a pcap file")
-    run.add_argument("--image", metavar="IMAGE", help="where SIGUSR1 and --suspend-after suspend the VM to")
-    run.add_argument("--suspend-after", type=_positive_int, metavar="N",
-                     help="suspend to --image after the guest's Nth exit (with --deterministic)")
-    run.add_argument("--control", metavar="SOCKET", help="a Unix socket for `vmm suspend SOCKET IMAGE`")
     run.set_defaults(func=cmd_run)
 
-    resume = sub.add_parser("resume", help="continue a VM from its image")
-    resume.add_argument("image", help="a VM image written by a suspend")
-    resume.add_argument("--max-seconds", type=_positive_float, metavar="S", help="wall-time limit (exit 102)")
+    resume = sub.add_parser("resume", parents=[running], help="continue a VM from its image")
+    resume.add_argument("image_file", metavar="IMAGE_FILE", help="a VM image written by a suspend")
     resume.add_argument("--serial", metavar="stdio|PATH", help="where COM1 output goes now (default stdio)")
-    resume.add_argument("--stats", action="store_true", help="print exit statistics to stderr at the end")
-    resume.add_argument("--image", metavar="IMAGE", help="where SIGUSR1 and --suspend-after suspend it next")
-    resume.add_argument("--suspend-after", type=_positive_int, metavar="N",
-                        help="suspend again to --image after N more exits")
-    resume.add_argument("--control", metavar="SOCKET", help="a Unix socket for `vmm suspend SOCKET IMAGE`")
     resume.set_defaults(func=cmd_resume)
 
     suspend = sub.add_parser("suspend", help="suspend a running `vmm run --control SOCKET`")
@@ -165,6 +163,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from vmm.disks import DiskError
     from vmm.netbackend import NicBackendError
 
+    if not _suspend_options_valid(args):
+        return 2
     _hold_sigusr1(args)
     try:
         nic = parse_nic(args.nic, args.pcap) if args.nic else None
@@ -191,10 +191,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"vmm: {exc.filename or ''}: {exc.strerror}", file=sys.stderr)
         return ExitStatus.INPUT_REFUSED
+    return _run_machine(machine, args)
+
+
+def _suspend_options_valid(args: argparse.Namespace) -> bool:
     if args.suspend_after and not args.image:
         print("vmm: --suspend-after needs --image", file=sys.stderr)
-        return 2
-    return _run_machine(machine, args)
+        return False
+    return True
 
 
 def _hold_sigusr1(args: argparse.Namespace) -> None:
@@ -232,12 +236,11 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from vmm.netbackend import NicBackendError
     from vmm.snapshot import resume
 
-    if args.suspend_after and not args.image:
-        print("vmm: --suspend-after needs --image", file=sys.stderr)
+    if not _suspend_options_valid(args):
         return 2
     _hold_sigusr1(args)
     try:
-        machine = resume(args.image, serial=args.serial)
+        machine = resume(args.image_file, serial=args.serial)
     except (ImageError, DiskError, NicBackendError) as exc:
         print(f"vmm: {exc}", file=sys.stderr)
         return ExitStatus.INPUT_REFUSED

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from unicorn import UcError
 from unicorn import x86_const as X
 
 from vmm.cpu import EFLAGS_VM, Cpu
@@ -91,7 +92,8 @@ def _load_segments(cpu: Cpu, state: dict[str, Any]) -> None:
     selectors = dict(zip(SEGMENT_ORDER, (cache[0] for cache in caches)))
     protected = state["control"]["cr0"] & 1 and not state["eflags"] & EFLAGS_VM
     if protected:
-        _load_at_cpl0(cpu, selectors)
+        for name in ("ds", "es", "fs", "gs", "cs"):  # all loadable at CPL 0
+            _try_load(cpu, name, selectors[name])
         ss_dpl = (caches[2][3] >> 13) & 3
         if ss_dpl == 3:
             _enter_cpl3(cpu)
@@ -101,12 +103,6 @@ def _load_segments(cpu: Cpu, state: dict[str, Any]) -> None:
             _try_load(cpu, name, selectors[name])
     if cpu.segment_caches() != caches:
         cpu.set_segment_caches(caches)
-
-
-def _load_at_cpl0(cpu: Cpu, selectors: dict[str, int]) -> None:
-    """CPL follows SS: a kernel SS first (if SS is ring 0 it is the saved one)."""
-    for name in ("ds", "es", "fs", "gs", "cs"):
-        _try_load(cpu, name, selectors[name])
 
 
 def _enter_cpl3(cpu: Cpu) -> None:
@@ -123,5 +119,5 @@ def _try_load(cpu: Cpu, name: str, selector: int) -> None:
     gone since) keeps whatever loaded, and the cache patch restores the saved one."""
     try:
         cpu.set_reg(name, selector)
-    except Exception:
+    except UcError:
         pass

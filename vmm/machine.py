@@ -12,6 +12,7 @@ import os
 import queue
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -114,7 +115,7 @@ class Machine:
         self.pit = Pit8254(self.clock, self.pic.irq_line(0))
         self.speaker = SpeakerPort(self.pit)
         self.uart = Uart16550(self.pic.irq_line(4), self._serial_write)
-        epoch = DETERMINISTIC_EPOCH if self.config.deterministic else int(_wall_time())
+        epoch = DETERMINISTIC_EPOCH if self.config.deterministic else int(time.time())
         self.rtc = CmosRtc(self.clock, self.pic.irq_line(8), epoch)
         self.rtc.set_memory_size(self.memory.size)
         self.pic.on_intr_change = self._interrupt_line_changed
@@ -433,8 +434,3 @@ def _silence_stdout() -> None:
     except (OSError, ValueError, AttributeError):
         pass
 
-
-def _wall_time() -> float:
-    import time
-
-    return time.time()

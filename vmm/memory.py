@@ -78,9 +78,6 @@ class GuestMemory:
     def write_u32(self, gpa: int, value: int) -> None:
         self.write(gpa, (value & 0xFFFFFFFF).to_bytes(4, "little"))
 
-    def is_zero_page(self, gpa: int) -> bool:
-        page = self.view[gpa : gpa + PAGE_SIZE]
-        return page == bytes(len(page))
 
     def close(self) -> None:
         self.view.release()

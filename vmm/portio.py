@@ -32,7 +32,6 @@ _STRING_IO = {
     CX.X86_INS_OUTSB: ("out", 1), CX.X86_INS_OUTSW: ("out", 2), CX.X86_INS_OUTSD: ("out", 4),
 }
 _RESTORED_ON_REFUSAL = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi", "eflags")
-_SEGMENT_PREFIX = {0x26: "es", 0x2E: "cs", 0x36: "ss", 0x3E: "ds", 0x64: "fs", 0x65: "gs"}
 
 
 @dataclass(frozen=True)
@@ -41,7 +40,6 @@ class StringInstruction:
     size: int  # bytes per element
     repeat: bool
     length: int  # instruction length, for the next EIP
-    segment: str  # source segment of OUTS (INS always writes ES:EDI)
     address_16: bool
 
 
@@ -53,13 +51,11 @@ def decode_string_io(code: bytes) -> StringInstruction | None:
         if kind is None:
             return None
         prefixes = set(insn.prefix)
-        segment = next((_SEGMENT_PREFIX[p] for p in insn.prefix if p in _SEGMENT_PREFIX), "ds")
         return StringInstruction(
             direction=kind[0],
             size=kind[1],
             repeat=bool(prefixes & {0xF3, 0xF2}),
             length=insn.size,
-            segment=segment,
             address_16=0x67 in prefixes,
         )
     return None
@@ -92,7 +88,6 @@ class PortIo:
         self._stop_guest = stop_guest
         self._on_error = on_error
         self.fixup: StringFixup | None = None
-        self.string_exits = 0
         self.exits = 0  # every port access the guest made
         self.alarm_at = -1  # at this many exits, call alarm (suspend-after)
         self.alarm: Callable[[], None] | None = None
@@ -165,7 +160,7 @@ class PortIo:
         user = cpu.cpl == 3
         esi, edi = cpu.reg("esi"), cpu.reg("edi")
         if insn.direction == "in":
-            base = self._segment_base("es") + edi
+            base = edi  # flat segments: 32-bit kernels use no based ES (docs/monitor.md)
             spans = self._element_spans(base, step, count, write=True, user=user)
             if spans is None:
                 return None
@@ -175,7 +170,7 @@ class PortIo:
             first = values[0]
             edi = (edi + step * count) & 0xFFFFFFFF
         else:
-            base = self._segment_base(insn.segment) + esi
+            base = esi
             spans = self._element_spans(base, step, count, write=False, user=user)
             if spans is None:
                 return None
@@ -185,13 +180,8 @@ class PortIo:
             esi = (esi + step * count) & 0xFFFFFFFF
         ecx = 0
         self.fixup = StringFixup(cpu.eip + insn.length, ecx, esi, edi)
-        self.string_exits += 1
         self._stop_guest()
         return first
-
-    def _segment_base(self, segment: str) -> int:
-        # Flat segments are what 32-bit kernels use; a based segment is not supported.
-        return 0
 
     def _element_spans(
         self, start: int, step: int, count: int, write: bool, user: bool

@@ -207,9 +207,9 @@ class RunLoop:
         self._check_wall_limit()
         machine.advance_devices(self.clock.now_ns())
         self._deliver_exception()
-        # Suspend here: an exception is never half delivered, but an interrupt the
-        # devices raised is still pending in the PIC, and is delivered after resume.
-        self._maybe_suspend()
+        # Actions, parks and suspends happen here: no exception is half delivered, and
+        # an interrupt the devices raised waits in the PIC (it travels in an image).
+        self._at_boundary()
         self._deliver_interrupt()
         self._arm(machine.next_deadline_ns())
 
@@ -224,7 +224,8 @@ class RunLoop:
         self.suspend_to = image
         self.fast.stop_requested = 1
 
-    def _maybe_suspend(self) -> None:
+    def _at_boundary(self) -> None:
+        """Run requested actions, then park or suspend if asked."""
         if self.watch_suspend_signal and self._native.vmm_take_suspend_signal():
             self.suspend_to = self.suspend_to or self.suspend_image
         while self._actions:
@@ -255,24 +256,23 @@ class RunLoop:
     def _exit_alarm(self) -> None:
         self.fast.stop_requested = 1
 
-    def _deliver_exception(self) -> None:
-        if self.pending_event is None:
-            return
-        event, self.pending_event = self.pending_event, None
+    def _deliver(self, event: Event) -> None:
         try:
             self.delivery.deliver(event)
         except TripleFault as fault:
             raise GuestStopped(ExitStatus.TRIPLE_FAULT, str(fault)) from None
 
+    def _deliver_exception(self) -> None:
+        if self.pending_event is not None:
+            event, self.pending_event = self.pending_event, None
+            self._deliver(event)
+
     def _deliver_interrupt(self) -> None:
-        try:
-            pic = self.machine.pic
-            if pic.interrupt_pending() and self.cpu.eflags & EFLAGS_IF and not self._in_sti_shadow():
-                vector = pic.acknowledge()
-                self.stats.count("interrupt")
-                self.delivery.deliver(Event(vector, external=True))
-        except TripleFault as fault:
-            raise GuestStopped(ExitStatus.TRIPLE_FAULT, str(fault)) from None
+        pic = self.machine.pic
+        if pic.interrupt_pending() and self.cpu.eflags & EFLAGS_IF and not self._in_sti_shadow():
+            vector = pic.acknowledge()
+            self.stats.count("interrupt")
+            self._deliver(Event(vector, external=True))
 
     def _in_sti_shadow(self) -> bool:
         """Interrupts wait one instruction after STI (``sti; hlt`` must halt first).

@@ -45,7 +45,7 @@ def test_u32_helpers_are_little_endian(memory):
 
 def test_untouched_ram_reads_as_zero(memory):
     assert memory.read(2 * MIB - 16, 16) == bytes(16)
-    assert memory.is_zero_page(0x1000)
+    assert memory.read(0x1000, 4096) == bytes(4096)
 
 
 def test_last_byte_of_ram_is_reachable(memory):
