@@ -259,6 +259,20 @@ class Cpu:
             ctypes.memmove(ctx.context.value + self.offsets.segments + i * step, packed, len(packed))
         self.uc.context_restore(ctx)
 
+    def unmap(self, base: int, size: int) -> None:
+        """``uc.mem_unmap`` without its side effects on the guest CPU.
+
+        With paging on, Unicorn 2.1.4 looks the *physical* range up in the guest's page
+        tables as if it were linear: where that misses it sets CR2 and records a page
+        fault as the "previous exception", so the guest's next fault turns into #DF and
+        the one after stops the CPU dead (QEMU's triple-fault path). Linux hits this
+        when it disables a PCI BAR to size it. Called between slices only.
+        """
+        cr2 = self._read(X.UC_X86_REG_CR2)
+        self.uc.mem_unmap(base, size)
+        self._write(X.UC_X86_REG_CR2, cr2)
+        self.end_exception()
+
     def end_exception(self) -> None:
         """Forget the previous exception, as QEMU's delivery would have."""
         ctx = self.uc.context_save()

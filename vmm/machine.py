@@ -23,7 +23,7 @@ from devices.pic import PicPair
 from devices.pit import Pit8254, SpeakerPort
 from devices.rtc import CmosRtc
 from devices.uart import Uart16550
-from vmm.bus import ExitStats, MmioBus, NotifyOnWrite, PortBus
+from vmm.bus import ExitStats, MmioBus, NotifyOnDeadlineChange, NotifyOnWrite, PortBus
 from vmm.clock import VirtualClock
 from vmm.cpu import CR0_PE, Cpu
 from vmm.disks import DiskError, DiskSet
@@ -85,7 +85,7 @@ class Machine:
         self.mmu = Mmu(self.memory, self._control_registers)
         self.ports = PortBus()
         self.mmio = MmioBus()
-        self.open_bus = OpenBus(self.cpu.uc)
+        self.open_bus = OpenBus(self.cpu.uc, self.cpu.unmap)
         self.fast = FastState()
         self.clock = VirtualClock(self.fast, config.deterministic)
         self._serial_out = serial_out or self._open_serial(config.serial)
@@ -125,7 +125,7 @@ class Machine:
             (0x20, 2, self.pic.master),
             (0xA0, 2, self.pic.slave),
             (0x4D0, 2, self.pic.elcr),
-            (0x40, 4, NotifyOnWrite(self.pit, self.request_rearm)),
+            (0x40, 4, NotifyOnDeadlineChange(self.pit, self.request_rearm)),
             (0x61, 1, self.speaker),
             (0x70, 2, NotifyOnWrite(self.rtc, self.request_rearm)),
             (0x80, 1, self.post),
@@ -135,7 +135,7 @@ class Machine:
             self.ports.register(base, length, device)
         self.timed_devices = [self.pit, self.rtc]
         self.pci = PciPlatform(
-            self.cpu.uc, self.ports, self.mmio, self.open_bus, self.pic,
+            self.cpu, self.ports, self.mmio, self.open_bus, self.pic,
             self.request_stop, self.request_rearm,
         )
 

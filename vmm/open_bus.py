@@ -8,14 +8,17 @@ from unassigned memory is not emulated: the run loop reports it.
 
 from __future__ import annotations
 
+from typing import Callable
+
 from unicorn import UC_HOOK_MEM_READ_UNMAPPED, UC_HOOK_MEM_WRITE_UNMAPPED, Uc
 
 PAGE = 0x1000
 
 
 class OpenBus:
-    def __init__(self, uc: Uc) -> None:
+    def __init__(self, uc: Uc, unmap: Callable[[int, int], None]) -> None:
         self._uc = uc
+        self._unmap = unmap  # Cpu.unmap: keeps the guest's CR2
         self.pages: set[int] = set()
         uc.hook_add(UC_HOOK_MEM_READ_UNMAPPED | UC_HOOK_MEM_WRITE_UNMAPPED, self._on_unmapped)
 
@@ -32,7 +35,7 @@ class OpenBus:
         """Give a range back to a device (a PCI BAR placed over open-bus pages)."""
         for page in range(base & ~(PAGE - 1), base + length, PAGE):
             if page in self.pages:
-                self._uc.mem_unmap(page, PAGE)
+                self._unmap(page, PAGE)
                 self.pages.discard(page)
 
 

@@ -14,12 +14,12 @@ from __future__ import annotations
 from typing import Callable
 
 from unicorn import Uc
-
 from devices.pci.function import INTERRUPT_LINE, Bar, BarKind, Command, PciFunction
 from devices.pci.host_bridge import PciHostBridge
 from devices.pic import PicPair
 from devices.base import TimedDevice
 from vmm.bus import Mapping, MmioBus, NotifyOnWrite, PortBus
+from vmm.cpu import Cpu
 from vmm.open_bus import OpenBus
 
 PAGE = 0x1000
@@ -32,7 +32,7 @@ SLOT_IRQ = {3: 11, 4: 10, 5: 11, 6: 10, 7: 11, 8: 10}
 class PciPlatform:
     def __init__(
         self,
-        uc: Uc,
+        cpu: Cpu,
         ports: PortBus,
         mmio: MmioBus,
         open_bus: OpenBus,
@@ -40,7 +40,8 @@ class PciPlatform:
         request_stop: Callable[[], None],
         request_rearm: Callable[[], None],
     ) -> None:
-        self.uc = uc
+        self.cpu = cpu
+        self.uc = cpu.uc
         self.ports = ports
         self.mmio = mmio
         self.open_bus = open_bus
@@ -132,7 +133,7 @@ class PciPlatform:
             first = mapping.base & ~(PAGE - 1)
             wanted.update(range(first, mapping.end, PAGE))
         for page in sorted(self._mapped_pages - wanted):
-            self.uc.mem_unmap(page, PAGE)
+            self.cpu.unmap(page, PAGE)
             self._mapped_pages.discard(page)
         for page in sorted(wanted - self._mapped_pages):
             self.open_bus.release(page, PAGE)

@@ -631,6 +631,28 @@ def test_native_block_hook_stops_when_stop_requested_is_raised():
     assert fast.stopped_in_block_hook == 0
 
 
+@pytest.mark.parametrize("interrupts_enabled, waits_for_if, stops", [
+    (False, True, False),  # a timer tick the guest cannot take yet: keep running
+    (True, True, True),
+    (False, False, True),  # a forced stop or the wall-clock limit: stop anyway
+])
+def test_native_block_hook_lets_a_due_timer_wait_for_eflags_if(interrupts_enabled, waits_for_if, stops):
+    """A device deadline that comes due while IF is clear can deliver nothing: the hook
+    leaves `timer_due` raised until IF is set (Linux's PIT calibration of the TSC runs
+    with interrupts off and fails when a stop stretches one loop iteration)."""
+    uc, code = flat_uc(RMW_LOOP.format(n=10))
+    fast = FastState()
+    fast.stop_at_bytes = (1 << 64) - 1
+    fast.timer_due = 1
+    fast.timer_waits_for_if = int(waits_for_if)
+    add_native_block_hook(uc, fast)
+    uc.reg_write(X.UC_X86_REG_EFLAGS, 0x202 if interrupts_enabled else 0x2)
+    uc.emu_start(CODE, 0)
+    assert fast.stopped_in_block_hook == int(stops)
+    assert fast.timer_due == int(not stops)
+    assert eip(uc) == (CODE if stops else code["done"] + 1)
+
+
 def test_stop_from_a_memory_write_callback_makes_inc_mem_run_twice():
     """The hazard the block hook avoids (linux-on-unicorn.md item 6): a stop that is
     pending when the store of `inc [m]` completes puts EIP back on the instruction, so
@@ -740,3 +762,41 @@ def test_ctl_remove_cache_translates_its_address_through_the_guest_page_tables()
     uc.emu_start(0x400000, 0)
     assert uc.reg_read(X.UC_X86_REG_EAX) == 1  # the stale translation ran
     memory.close()
+
+
+# -- mem_unmap with paging on ---------------------------------------------------------------
+UNMAPPED_PHYSICAL = 0xFE002000  # where our PCI window puts a BAR; no page table maps it
+
+
+def _paged_uc() -> tuple[Uc, object]:
+    uc, code = flat_uc(PAGING_ON + "hlt\n")
+    identity_paging(uc)
+    uc.emu_start(CODE, 0, count=6)  # paging is on
+    uc.mmio_map(UNMAPPED_PHYSICAL, 0x1000, lambda *a: 0, None, lambda *a: None, None)
+    return uc, code
+
+
+def test_mem_unmap_with_paging_on_sets_cr2_and_records_a_page_fault_as_previous_exception():
+    """Unicorn 2.1.4 looks the unmapped physical range up in the guest's page tables as a
+    linear address: where that misses, CR2 takes the address and old_exception becomes
+    14, so the guest's next fault arrives as #DF (Linux sizing a PCI BAR met this)."""
+    uc, _ = _paged_uc()
+    offsets = context_offsets()
+    assert uc.reg_read(X.UC_X86_REG_CR2) == 0
+    uc.mem_unmap(UNMAPPED_PHYSICAL, 0x1000)
+    assert uc.reg_read(X.UC_X86_REG_CR2) == UNMAPPED_PHYSICAL
+    assert context_int(uc, offsets.old_exception) == 14
+
+
+def test_cpu_unmap_keeps_cr2_and_the_previous_exception_clear():
+    cpu = Cpu()
+    setup_flat(cpu.uc)
+    code = assemble(PAGING_ON + "hlt\n", CODE)
+    cpu.uc.mem_write(CODE, code.code)
+    identity_paging(cpu.uc)
+    cpu.uc.emu_start(CODE, 0, count=6)
+    cpu.set_reg("cr2", 0x1234)
+    cpu.uc.mmio_map(UNMAPPED_PHYSICAL, 0x1000, lambda *a: 0, None, lambda *a: None, None)
+    cpu.unmap(UNMAPPED_PHYSICAL, 0x1000)
+    assert cpu.reg("cr2") == 0x1234
+    assert context_int(cpu.uc, cpu.offsets.old_exception) == -1
