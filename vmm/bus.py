@@ -65,6 +65,18 @@ class NotifyOnWrite:
         self._notify()
 
 
+class NotifyOnDeadlineChange(NotifyOnWrite):
+    """For a timer: only a write that moves its next deadline needs a re-arm. Linux
+    programs PIT channel 2 (no interrupt) while it calibrates the TSC, and a slice stop
+    there would look like a stall in its measuring loop."""
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        before = self.device.next_deadline_ns()
+        self.device.write(offset, size, value)
+        if self.device.next_deadline_ns() != before:
+            self._notify()
+
+
 class Bus:
     """A range map from addresses to devices, shared by the port and MMIO buses."""
 

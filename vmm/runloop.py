@@ -287,16 +287,21 @@ class RunLoop:
             return False
 
     def _arm(self, deadline_ns: int | None) -> None:
+        # A device deadline only matters once the guest can take the interrupt, so the
+        # native hook lets it wait for EFLAGS.IF; forced stops and the wall limit don't.
+        waits_for_if = True
         if self.extra_stop_interval_ns is not None:
             forced = self.clock.now_ns() + self.extra_stop_interval_ns
-            deadline_ns = forced if deadline_ns is None else min(deadline_ns, forced)
+            if deadline_ns is None or forced <= deadline_ns:
+                deadline_ns, waits_for_if = forced, False
         wall: float | None = None
         if self.clock.deterministic:
             self.fast.stop_at_bytes = NEVER if deadline_ns is None else self.clock.code_bytes_at(deadline_ns)
         elif deadline_ns is not None:
             wall = self.clock.wall_deadline(deadline_ns)
-        if self._wall_limit is not None:
-            wall = self._wall_limit if wall is None else min(wall, self._wall_limit)
+        if self._wall_limit is not None and (wall is None or self._wall_limit <= wall):
+            wall, waits_for_if = self._wall_limit, False
+        self.fast.timer_waits_for_if = waits_for_if
         self.timer.arm(wall)
 
     def _run_slice(self) -> None:

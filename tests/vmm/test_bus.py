@@ -162,3 +162,22 @@ def test_exit_stats_merge_device_counts_by_reason_and_device():
     stats.merge_device_counts("port I/O", {"uart": 5, "pic": 2, "idle": 0})
     assert stats.by_reason == {"hlt": 1, "port I/O": 7}
     assert stats.by_device == {"uart": 5, "pic": 2}
+
+
+def test_a_timer_write_asks_for_a_rearm_only_when_its_next_deadline_moves():
+    """Programming PIT counter 2 (no interrupt; Linux calibrates the TSC with it) must
+    not end the slice; reprogramming counter 0 must."""
+    from devices.base import IrqLine, ManualClock
+    from devices.pit import Pit8254
+    from vmm.bus import NotifyOnDeadlineChange
+
+    rearms = []
+    pit = NotifyOnDeadlineChange(Pit8254(ManualClock(), IrqLine()), lambda: rearms.append(1))
+    pit.write(3, 1, 0xB0)  # counter 2, LSB then MSB, mode 0
+    pit.write(2, 1, 0xFF)
+    pit.write(2, 1, 0xFF)
+    assert rearms == []
+    pit.write(3, 1, 0x34)  # counter 0, mode 2
+    pit.write(0, 1, 0x9C)
+    pit.write(0, 1, 0x2E)
+    assert rearms  # the first tick is now due at a new time

@@ -38,6 +38,9 @@ class FastState(ctypes.Structure):
         ("port_out", PORT_OUT_FN),
         ("io_denied", IO_DENIED_FN),
         ("first_block", ctypes.c_int32),
+        ("timer_due", ctypes.c_int32),
+        ("deferred_blocks", ctypes.c_uint32),
+        ("timer_waits_for_if", ctypes.c_int32),
     ]
 
 

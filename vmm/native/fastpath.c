@@ -10,8 +10,8 @@
  * 2. Deterministic time. The hook adds the size of every block entered to
  *    `code_bytes`, a count that depends on guest progress only; the monitor derives
  *    virtual time from it and asks for a stop at `stop_at_bytes`.
- * 3. The preemption timer: a POSIX timer whose signal raises `stop_requested` at a
- *    host-time deadline. Arming it is one system call that needs no Python lock and
+ * 3. The preemption timer: a POSIX timer whose signal raises `timer_due` at a
+ *    host-time deadline; the block hook honours it once EFLAGS.IF is set. Arming it is one system call that needs no Python lock and
  *    wakes no thread: at a 1 kHz guest timer that is the difference that counts.
  * 4. I/O privilege. Unicorn lets any CPL execute IN/OUT. The port hooks check CPL
  *    against EFLAGS.IOPL here and only call the monitor's slow path (which reads the
@@ -42,7 +42,37 @@ struct vmm_fast {
     port_out_fn port_out;
     io_denied_fn io_denied;
     int32_t first_block; /* set at each slice start: the first block always runs */
+    volatile int32_t timer_due; /* the preemption timer expired (see timer_stop_wanted) */
+    uint32_t deferred_blocks;   /* blocks run since the timer came due with IF clear */
+    int32_t timer_waits_for_if; /* the armed deadline is an interrupt's: it may wait */
 };
+
+#define EFLAGS_IF (1u << 9)
+/* About 50 ms of guest code: a guest that keeps interrupts masked still reaches the
+ * run loop (wall-clock limits, serial input) now and then. */
+#define MAX_DEFERRED_BLOCKS 1000000u
+
+/* A device deadline (a timer tick) that comes due while EFLAGS.IF is clear can deliver
+ * nothing, and stopping for it puts tens of microseconds of monitor time between two
+ * guest instructions. Linux calibrates the TSC against the PIT with interrupts off and
+ * gives up when one loop iteration takes ten times longer than another, so the stop
+ * waits for IF (STI and POPF end a block, so the next block start sees it). */
+static int timer_stop_wanted(uc_engine *uc, struct vmm_fast *f)
+{
+    uint32_t eflags = EFLAGS_IF;
+    if (!f->timer_due)
+        return 0;
+    if (!f->timer_waits_for_if) {
+        f->timer_due = 0;
+        return 1;
+    }
+    uc_reg_read(uc, UC_X86_REG_EFLAGS, &eflags);
+    if (!(eflags & EFLAGS_IF) && ++f->deferred_blocks < MAX_DEFERRED_BLOCKS)
+        return 0;
+    f->timer_due = 0;
+    f->deferred_blocks = 0;
+    return 1;
+}
 
 void vmm_block_hook(uc_engine *uc, uint64_t address, uint32_t size, void *user_data)
 {
@@ -50,7 +80,8 @@ void vmm_block_hook(uc_engine *uc, uint64_t address, uint32_t size, void *user_d
     (void)address;
     /* Every slice runs at least one block, so the guest moves on however often a
      * deadline comes due (a timer armed in the past, a device that is always busy). */
-    if (!f->first_block && (f->stop_requested || f->code_bytes >= f->stop_at_bytes)) {
+    if (!f->first_block &&
+        (f->stop_requested || f->code_bytes >= f->stop_at_bytes || timer_stop_wanted(uc, f))) {
         f->stop_requested = 0;
         f->stopped_in_block_hook = 1;
         uc_emu_stop(uc);
@@ -141,7 +172,7 @@ void vmm_out_hook(uc_engine *uc, uint32_t port, int size, uint32_t value, void *
 /* -- the preemption timer ------------------------------------------------------------
  *
  * A POSIX timer on CLOCK_MONOTONIC whose expiry raises a real-time signal; the handler
- * (async-signal-safe: one store) raises `stop_requested`. Arming is one timer_settime
+ * (async-signal-safe: one store) raises `timer_due`. Arming is one timer_settime
  * call: no other thread has to be woken, which on a 1 kHz guest timer saves a thread
  * hand-over per tick. The timer structure is never freed: a signal already queued when
  * the machine goes away finds it closed and touches nothing else.
@@ -163,7 +194,7 @@ static void timer_signal(int signo, siginfo_t *info, void *context)
     (void)signo;
     (void)context;
     if (t && (f = t->fast) != NULL)
-        f->stop_requested = 1;
+        f->timer_due = 1;
 }
 
 static int64_t monotonic_ns(void)
@@ -202,12 +233,13 @@ struct vmm_timer *vmm_timer_start(struct vmm_fast *fast)
     return t;
 }
 
-/* Raise the stop flag at host monotonic time `deadline_ns` (-1 disarms). */
+/* Raise `timer_due` at host monotonic time `deadline_ns` (-1 disarms). */
 void vmm_timer_arm(struct vmm_timer *t, int64_t deadline_ns)
 {
     struct itimerspec when = {0};
+    t->fast->timer_due = 0; /* the deadline it was for is replaced */
     if (deadline_ns >= 0 && deadline_ns <= monotonic_ns()) {
-        t->fast->stop_requested = 1; /* already due */
+        t->fast->timer_due = 1; /* already due */
         deadline_ns = -1;
     }
     if (deadline_ns >= 0) {
