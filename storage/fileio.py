@@ -26,6 +26,10 @@ class BlockFile(Protocol):
 
     def pwrite(self, data: bytes | bytearray | memoryview, offset: int) -> None: ...
 
+    # Optional: ``preadinto(out: memoryview, offset) -> int`` fills ``out`` without an
+    # intermediate bytes object (fewer bytes only at end of file). Virtual disks use it
+    # when a file has it and fall back to :meth:`pread`.
+
     def size(self) -> int: ...
 
     def truncate(self, size: int) -> None: ...
@@ -73,6 +77,10 @@ class HostFile:
 
     def pread(self, size: int, offset: int) -> bytes:
         return os.pread(self.fd, size, offset)
+
+    def preadinto(self, out: memoryview, offset: int) -> int:
+        """Fill ``out`` from ``offset``; returns the bytes read (fewer at end of file)."""
+        return os.preadv(self.fd, [out], offset)
 
     def pwrite(self, data, offset: int) -> None:
         done = os.pwrite(self.fd, data, offset)

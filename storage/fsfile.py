@@ -35,25 +35,36 @@ class FSFile:
     def pread(self, size: int, offset: int) -> bytes:
         """Up to ``size`` bytes at ``offset``; holes read as zeros."""
         ino = self._inode()
-        end = min(offset + size, ino.size)
-        if end <= offset:
+        n = max(0, min(offset + size, ino.size) - offset)
+        if not n:
             return b""
+        buf = bytearray(n)
+        self.preadinto(memoryview(buf), offset)
+        return bytes(buf)
+
+    def preadinto(self, out: memoryview, offset: int) -> int:
+        """Fill ``out`` from ``offset`` (up to end of file), straight from the volume;
+        holes read as zeros. Returns the number of bytes filled."""
+        ino = self._inode()
+        end = min(offset + len(out), ino.size)
+        if end <= offset:
+            return 0
         vol = self.fs.vm.volume(ino.volume)
-        parts, pos = [], offset
+        pos = offset
         for foff, voff, ln in ino.extents:
             if foff + ln <= pos:
                 continue
             if foff >= end:
                 break
             if foff > pos:
-                parts.append(bytes(foff - pos))
+                out[pos - offset:foff - offset] = bytes(foff - pos)
                 pos = foff
             hi = min(end, foff + ln)
-            parts.append(vol.read(voff + pos - foff, hi - pos))
+            vol.readinto(voff + pos - foff, out[pos - offset:hi - offset])
             pos = hi
         if pos < end:
-            parts.append(bytes(end - pos))
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+            out[pos - offset:end - offset] = bytes(end - pos)
+        return end - offset
 
     def pwrite(self, data, offset: int) -> None:
         """Write at ``offset``, allocating whole units where the file has none."""

@@ -26,6 +26,7 @@ META_SLOT_SIZE = 512 * 1024
 META_OFFSET = LABEL_SIZE
 DATA_OFFSET = 2 * 1024 * 1024  # label + 2 metadata slots, rounded up to 2 MiB
 MIN_DEVICE_SIZE = DATA_OFFSET + 1024 * 1024
+IOV_BATCH = 512  # buffers per preadv/pwritev call, well below the kernel's IOV_MAX
 
 # magic, version, label_size, pool_id, device_id, device_size, data_offset,
 # meta_offset, meta_slot_size; then crc32 of everything before it.
@@ -231,12 +232,49 @@ class PhysicalDevice:
             raise DeviceIOError(self.name, f"short read at {offset}")
         return data
 
+    def readinto(self, offset: int, bufs: list[memoryview]) -> None:
+        """Fill ``bufs`` (byte views) in order from ``offset`` of the data area: one
+        system call straight into the caller's memory, no intermediate bytes."""
+        size = sum(len(b) for b in bufs)
+        self._check("read", offset, size)
+        pos = self.label.data_offset + offset
+        for k in range(0, len(bufs), IOV_BATCH):
+            group = bufs[k:k + IOV_BATCH]
+            want = sum(len(b) for b in group) if len(bufs) > IOV_BATCH else size
+            try:
+                done = os.preadv(self.fd, group, pos)
+            except OSError as e:
+                raise DeviceIOError(self.name, f"read failed: {e.strerror}") from None
+            if done != want:
+                raise DeviceIOError(self.name, f"short read at {offset}")
+            pos += want
+
     def write(self, offset: int, data: bytes | bytearray | memoryview) -> None:
         """Write ``data`` at ``offset`` of the data area."""
         if not isinstance(data, bytes):
             data = memoryview(data).cast("B")  # numpy buffers: count bytes, not rows
         self._check("write", offset, len(data))
         self._pwrite(self.label.data_offset + offset, data)
+
+    def writev(self, offset: int, bufs: list[memoryview]) -> None:
+        """Write ``bufs`` (byte views) back to back from ``offset``: one write, gathered
+        by the kernel from the caller's buffers (RAID 5 rows and parity, no assembly)."""
+        size = sum(len(b) for b in bufs)
+        self._check("write", offset, size)
+        absolute = self.label.data_offset + offset
+        hook = self.write_hook or GLOBAL_HOOKS.write
+        if hook is not None:
+            hook(self, absolute, b"".join(bufs))  # observers see it as the one write it is
+        for k in range(0, len(bufs), IOV_BATCH):
+            group = bufs[k:k + IOV_BATCH]
+            want = sum(len(b) for b in group) if len(bufs) > IOV_BATCH else size
+            try:
+                done = os.pwritev(self.fd, group, absolute)
+            except OSError as e:
+                raise DeviceIOError(self.name, f"write failed: {e.strerror}") from None
+            if done != want:
+                raise DeviceIOError(self.name, f"short write at {absolute}")
+            absolute += want
 
     def _pwrite(self, absolute: int, data: bytes | bytearray | memoryview) -> None:
         hook = self.write_hook or GLOBAL_HOOKS.write

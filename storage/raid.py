@@ -60,6 +60,13 @@ class Members:
         except DeviceIOError as e:
             raise MemberError(i, e) from None
 
+    def readinto(self, i: int, offset: int, bufs: list[memoryview]) -> None:
+        """Fill ``bufs`` back to back from ``offset`` inside member ``i``'s extent."""
+        try:
+            self._device(i).readinto(self.records[i].offset + offset, bufs)
+        except DeviceIOError as e:
+            raise MemberError(i, e) from None
+
     def write(self, i: int, offset: int, data) -> None:
         rec = self.records[i]
         try:
@@ -73,6 +80,31 @@ class Members:
             except DeviceIOError:
                 rec.move = None  # the target failed: the move is abandoned, data stays put
                 del self.targets[i]
+
+    def writev(self, i: int, offset: int, bufs: list[memoryview]) -> None:
+        """Write ``bufs`` back to back at ``offset`` of member ``i`` in one device write."""
+        rec = self.records[i]
+        try:
+            self._device(i).writev(rec.offset + offset, bufs)
+        except DeviceIOError as e:
+            raise MemberError(i, e) from None
+        if rec.move is not None and offset < rec.move["copied"] and i in self.targets:
+            try:  # as in write(): the copied part of a member being moved follows
+                self.targets[i].writev(rec.move["offset"] + offset, bufs)
+            except DeviceIOError:
+                rec.move = None
+                del self.targets[i]
+
+    def writev_survive(self, i: int, offset: int, bufs: list[memoryview]) -> bool:
+        """:meth:`writev`, or fail the member and carry on (see :meth:`write_survive`)."""
+        try:
+            self.writev(i, offset, bufs)
+            return True
+        except MemberError:
+            if self.on_fail is None:
+                raise
+            self.on_fail(i)
+            return False
 
     def write_survive(self, i: int, offset: int, data) -> bool:
         """Write, or fail the member and carry on (the caller's stripe stays consistent
@@ -128,8 +160,15 @@ class Layout:
     def read(self, offset: int, size: int) -> bytes:
         raise NotImplementedError
 
+    def readinto(self, offset: int, out: memoryview) -> None:
+        """Fill ``out`` from volume ``offset`` (layouts with a faster way override it)."""
+        out[:] = self.read(offset, len(out))
+
     def write(self, offset: int, data: bytes) -> None:
         raise NotImplementedError
+
+    def drain(self) -> None:
+        """Write out anything held back in memory (RAID 5 keeps a stripe start)."""
 
     def rebuild_source(self, index: int, offset: int, size: int) -> bytes:
         """Contents member ``index`` should hold at [offset, offset+size)."""

@@ -38,6 +38,9 @@ class Raid5(Layout):
         # and start mid-stripe then need no reads for the shared stripe.
         self.cache: OrderedDict[int, bytearray] = OrderedDict()
         self.cache_size = 8
+        # The start of a stripe held back by write() until the next write completes it:
+        # (volume offset at a stripe boundary, data). See drain().
+        self.held: tuple[int, bytearray] | None = None
 
     def _cache_put(self, stripe: int, data: bytearray) -> None:
         self.cache[stripe] = data
@@ -79,56 +82,127 @@ class Raid5(Layout):
         return _xor([self.m.read(d, moff, size) for d in others]).tobytes()
 
     def read(self, offset: int, size: int) -> bytes:
+        buf = bytearray(size)
+        self.readinto(offset, memoryview(buf))
+        return bytes(buf)
+
+    def readinto(self, offset: int, out: memoryview) -> None:
+        """Fill ``out`` from volume ``offset``: the data chunks go straight from the
+        members into it, one read per run of consecutive rows on a member."""
         self.check_redundancy()
-        out = []
-        pos, end = offset, offset + size
+        self.drain()  # a held-back stripe start must be read back as written
+        su, n, base = self.su, self.n, self.base
+        healthy = not self.m.failed()
+        runs: dict[int, list] = {}  # disk -> [[member offset, buffers, end], ...]
+        pos, end = offset, offset + len(out)
         while pos < end:
-            chunk, within = divmod(pos, self.su)
-            stripe, i = divmod(chunk, self.n - 1)
-            count = min(self.su - within, end - pos)
-            out.append(self._read_chunk(stripe, self.data_disk(stripe, i), within, count))
+            chunk, within = divmod(pos, su)
+            stripe, i = divmod(chunk, n - 1)
+            count = min(su - within, end - pos)
+            disk = (n - stripe % n + i) % n  # data_disk(stripe, i), inlined: hot loop
+            moff = base + stripe * su + within
+            view = out[pos - offset:pos - offset + count]
+            if healthy or self.m.readable(disk, moff, count):
+                mine = runs.setdefault(disk, [])
+                if mine and mine[-1][2] == moff:
+                    mine[-1][1].append(view)
+                    mine[-1][2] += count
+                else:
+                    mine.append([moff, [view], moff + count])
+            else:
+                view[:] = self._read_chunk(stripe, disk, within, count)
             pos += count
-        return b"".join(out)
+        for disk, mine in runs.items():
+            for moff, bufs, _ in mine:
+                self.m.readinto(disk, moff, bufs)
 
     # -- writes -------------------------------------------------------------------------
 
     def write(self, offset: int, data: bytes) -> None:
         self.check_redundancy()
-        view = memoryview(data)
-        pos, end = offset, offset + len(data)
+        view = memoryview(data).cast("B")
+        sd = self.stripe_data
         healthy = not self.m.failed()
-        while pos < end:
-            stripe, sdoff = divmod(pos, self.stripe_data)
-            if healthy and sdoff == 0 and end - pos >= self.stripe_data:
-                count = (end - pos) // self.stripe_data
-                self._write_full(stripe, count, view[pos - offset:pos - offset + count * self.stripe_data])
-                pos += count * self.stripe_data
+        streaming = False  # whole stripes written by this call: a sequential writer
+        if self.held is not None:
+            h_off, h_data = self.held
+            if healthy and offset == h_off + len(h_data):  # the writer carries on
+                need = sd - len(h_data)
+                if len(view) < need:  # still not a whole stripe: keep holding
+                    h_data += view
+                    return
+                rest = view[need:]
+                count = len(rest) // sd
+                self._write_full(h_off // sd, count, rest[:count * sd], h_data + view[:need])
+                self.held = None
+                streaming = True
+                offset, view = offset + need + count * sd, rest[count * sd:]
             else:
-                n = min(self.stripe_data - sdoff, end - pos)
+                self.drain()
+        pos, end = offset, offset + len(view)
+        while pos < end:
+            stripe, sdoff = divmod(pos, sd)
+            if healthy and sdoff == 0 and end - pos >= sd:
+                count = (end - pos) // sd
+                self._write_full(stripe, count, view[pos - offset:pos - offset + count * sd])
+                pos += count * sd
+                streaming = True
+            elif healthy and sdoff == 0 and streaming:
+                # The start of a stripe that a sequential writer will likely finish with
+                # its next write: hold it back (not durable before a flush anyway) so the
+                # stripe is written once, whole, without reading old rows. Any other
+                # access, and flush, write it first (drain). Small writes go out at once.
+                self.held = (pos, bytearray(view[pos - offset:]))
+                pos = end
+            else:
+                n = min(sd - sdoff, end - pos)
                 self._write_partial(stripe, sdoff, view[pos - offset:pos - offset + n])
                 pos += n
         self.check_redundancy()  # a member may have failed during the writes
 
-    def _write_full(self, first: int, count: int, data) -> None:
-        """Write ``count`` whole stripes: parity from the new data alone, no reads."""
+    def drain(self) -> None:
+        """Write a held-back stripe start (before any other access, and on flush)."""
+        if self.held is not None:
+            h_off, h_data = self.held
+            stripe = h_off // self.stripe_data
+            self._write_partial(stripe, 0, memoryview(h_data))
+            self.held = None  # only once written: a member error retries it degraded
+
+    def _write_full(self, first: int, count: int, data, head=None) -> None:
+        """Write ``count`` whole stripes from ``first`` (after ``head``, the data of
+        one more whole stripe written first, when given): parity from the new data
+        alone, no reads. Each member gets a single gathered write of its rows, taken
+        straight from the callers' buffers and the parity."""
         n, su = self.n, self.su
-        for s in range(first, first + count):
+        wide = np.uint64 if su % 8 == 0 else np.uint8  # XOR 8 bytes at a time
+        stripes, parities = [], []
+        for part in ([head] if head is not None else []) + ([data] if count else []):
+            v = memoryview(part).cast("B")
+            arr = np.frombuffer(v, dtype=wide).reshape(-1, n - 1, su // np.dtype(wide).itemsize)
+            par = np.bitwise_xor(arr[:, 0], arr[:, 1])
+            for i in range(2, n - 1):
+                np.bitwise_xor(par, arr[:, i], out=par)
+            pv = memoryview(par).cast("B")
+            for r in range(len(arr)):
+                stripes.append((v, r * (n - 1) * su))
+                parities.append(pv[r * su:(r + 1) * su])
+        total = len(stripes)
+        for s in range(first, first + total):
             self.cache.pop(s, None)
-        arr = np.frombuffer(data, dtype=np.uint8).reshape(count, n - 1, su)
-        parity = np.bitwise_xor.reduce(arr, axis=1)
-        stripes = first + np.arange(count)
-        pdisk = (n - 1) - stripes % n
-        rows = np.arange(count)
+        moff = self.member_offset(first)
         for d in range(n):
             if not self.m.writable(d):
                 continue
-            is_parity = pdisk == d
-            idx = (d - pdisk - 1) % n  # data chunk index on disk d (n-1 means parity)
-            buf = np.empty((count, su), dtype=np.uint8)
-            data_rows = ~is_parity
-            buf[data_rows] = arr[rows[data_rows], idx[data_rows]]
-            buf[is_parity] = parity[is_parity]
-            self.m.write_survive(d, self.member_offset(first), buf.data)
+            bufs = []
+            for r in range(total):
+                p = (n - 1) - (first + r) % n
+                if p == d:
+                    bufs.append(parities[r])
+                else:
+                    v, at = stripes[r]
+                    at += ((d - p - 1) % n) * su
+                    bufs.append(v[at:at + su])
+            self.m.writev_survive(d, moff, bufs)
 
     def _write_partial(self, stripe: int, sdoff: int, data) -> None:
         """Read-reconstruct-write of the touched rows of one stripe."""
@@ -236,6 +310,7 @@ class Raid5(Layout):
 
     def rebuild_source(self, index: int, offset: int, size: int) -> bytes:
         """Member contents = XOR of all other members over the same range."""
+        self.drain()
         others = [d for d in range(self.n) if d != index]
         for d in others:
             if not self.m.readable(d, offset, size):
@@ -249,6 +324,7 @@ class Raid5(Layout):
 
     def resync(self, offset: int, size: int) -> None:
         """Recompute parity for member range [offset, offset+size) from the data."""
+        self.drain()
         start = max(offset, self.base)
         end = min(offset + size, self.member_length())
         if start >= end:

@@ -1,7 +1,8 @@
 """Redo overlay files: the copy-on-write layers of a virtual disk.
 
 A redo file holds, for each cluster of the virtual disk, either nothing (read falls
-through to the parent), a data cluster with its CRC32, or a "zero" mark (discarded).
+through to the parent), a data cluster with its check value (see
+:mod:`storage.checksum`), or a "zero" mark (discarded).
 Crash safety without a journal: data clusters are written out of place (a cluster the
 durable map points at is never overwritten), the map is double-buffered, and a header
 with a generation number says which map copy is current. A crash therefore leaves the
@@ -16,11 +17,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import checksum
 from .errors import FormatError, IntegrityError, StorageError
 from .fileio import BlockFile, Directory
 
 MAGIC = b"PYVMREDO"
-VERSION = 1
+VERSION = 2  # new overlays; the version also names the cluster check (storage.checksum)
+READABLE_VERSIONS = (1, 2)  # version 1 (CRC32 of each cluster) is still read and written
 SLOT_SIZE = 4096
 DEFAULT_CLUSTER = 64 * 1024
 PAGE = 4096  # map pages: the unit in which changed map entries are written
@@ -50,9 +53,10 @@ class RedoHeader:
     map_crc: int
     parent: str
     flags: int = 0
+    version: int = VERSION
 
     def pack(self) -> bytes:
-        body = _HDR.pack(MAGIC, VERSION, SLOT_SIZE, self.generation, self.block_size,
+        body = _HDR.pack(MAGIC, self.version, SLOT_SIZE, self.generation, self.block_size,
                          self.cluster_size, self.num_blocks, self.map_entries,
                          self.map_offsets[0], self.map_offsets[1], self.data_offset,
                          self.cluster_count, self.map_crc, self.flags,
@@ -71,10 +75,12 @@ class RedoHeader:
         if stored != computed:
             raise FormatError(f"{where}: header damaged: checksum mismatch "
                               f"(stored {stored:08x}, computed {computed:08x})")
-        if f[1] != VERSION:
-            raise FormatError(f"{where}: redo version {f[1]} not supported (expected {VERSION})")
+        if f[1] not in READABLE_VERSIONS:
+            raise FormatError(f"{where}: redo version {f[1]} not supported (expected "
+                              f"{' or '.join(map(str, READABLE_VERSIONS))})")
         parent = f[14].rstrip(b"\0").decode(errors="replace")
-        return cls(f[3], f[4], f[5], f[6], f[7], (f[8], f[9]), f[10], f[11], f[12], parent, f[13])
+        return cls(f[3], f[4], f[5], f[6], f[7], (f[8], f[9]), f[10], f[11], f[12], parent,
+                   f[13], f[1])
 
 
 def _align(n: int, a: int) -> int:
@@ -118,8 +124,13 @@ class RedoFile:
 
     @classmethod
     def create(cls, directory: Directory, name: str, parent: str, block_size: int,
-               num_blocks: int, cluster_size: int = DEFAULT_CLUSTER) -> "RedoFile":
-        """Create an empty overlay over ``parent`` (a file name in the same directory)."""
+               num_blocks: int, cluster_size: int = DEFAULT_CLUSTER,
+               version: int = VERSION) -> "RedoFile":
+        """Create an empty overlay over ``parent`` (a file name in the same directory).
+
+        ``version`` 1 makes an old-format overlay (tests of old images use it)."""
+        if version not in READABLE_VERSIONS:
+            raise StorageError(f"redo version {version} not supported")
         if cluster_size % block_size or cluster_size < block_size or cluster_size & (cluster_size - 1):
             raise StorageError(f"cluster size {cluster_size} must be a power of two multiple "
                                f"of the block size {block_size}")
@@ -132,7 +143,7 @@ class RedoFile:
         data = _align(m1 + map_bytes, cluster_size)
         emap = np.zeros(entries, dtype=ENTRY)
         hdr = RedoHeader(1, block_size, cluster_size, num_blocks, entries, (m0, m1), data, 0,
-                         zlib.crc32(emap.tobytes()), parent)
+                         zlib.crc32(emap.tobytes()), parent, version=version)
         # Built under a temporary name and renamed when complete, so a crash never
         # leaves a chain member without a valid header.
         tmp = name + ".new"
@@ -204,27 +215,44 @@ class RedoFile:
 
     def read_clusters(self, first: int, last: int) -> bytes:
         """Contents of clusters [first, last), all present here; checksums verified."""
-        out = []
-        c = first
-        while c < last:
-            e = self.map[c]
-            if e["flags"] & FLAG_ZERO:
-                out.append(bytes(self.cs))
-                c += 1
+        buf = bytearray((last - first) * self.cs)
+        self.read_clusters_into(first, last, memoryview(buf))
+        return bytes(buf)
+
+    def read_clusters_into(self, first: int, last: int, out: memoryview) -> None:
+        """Fill ``out`` with clusters [first, last), all present here; verified.
+
+        Clusters in consecutive slots are read with one call, straight into ``out``;
+        their check values are computed in one vectorised pass (storage.checksum)."""
+        cs = self.cs
+        e = self.map[first:last]
+        phys = e["phys"].astype(np.int64)
+        zero = (e["flags"] & FLAG_ZERO) != 0
+        if int(phys[-1]) - int(phys[0]) == last - first - 1 and not zero.any() and (
+                last - first < 3 or (np.diff(phys) == 1).all()):
+            bounds = [0, last - first]  # the usual case after sequential writes: one run
+        else:  # runs: consecutive clusters in consecutive slots, zero marks on their own
+            brk = np.flatnonzero((np.diff(phys) != 1) | zero[1:] | zero[:-1]) + 1
+            bounds = [0, *brk.tolist(), last - first]
+        into = getattr(self.file, "preadinto", None)
+        for a, b in zip(bounds, bounds[1:]):
+            part = out[a * cs:b * cs]
+            if zero[a]:
+                part[:] = self._zero_cluster
                 continue
-            # Coalesce clusters stored in consecutive slots into one read.
-            run = 1
-            while (c + run < last and self.map[c + run]["phys"] == e["phys"] + run
-                   and not self.map[c + run]["flags"] & FLAG_ZERO):
-                run += 1
-            raw = self.file.pread(run * self.cs, self._slot_offset(int(e["phys"])))
-            for k in range(run):
-                part = raw[k * self.cs:(k + 1) * self.cs]
-                if len(part) != self.cs or zlib.crc32(part) != int(self.map[c + k]["crc"]):
-                    self._damaged(c + k)
-            out.append(raw)
-            c += run
-        return b"".join(out)
+            at = self._slot_offset(int(phys[a]))
+            if into is not None:
+                got = into(part, at)
+            else:
+                raw = self.file.pread(len(part), at)
+                got = len(raw)
+                part[:got] = raw
+            checks = checksum.cluster_checks(part, cs, self.hdr.version)
+            bad = checks != e["crc"][a:b]
+            if got < len(part):  # the file ends inside the run: those clusters are damaged
+                bad[got // cs:] = True
+            if bad.any():
+                self._damaged(first + a + int(np.argmax(bad)))
 
     def _damaged(self, cluster: int) -> None:
         per = self.cs // self.hdr.block_size
@@ -279,11 +307,19 @@ class RedoFile:
         cs = self.cs
         view = memoryview(data).cast("B")
         count = len(view) // cs
-        parts = [view[k * cs:(k + 1) * cs] for k in range(count)]
+        view = view[:count * cs]
+        if self.hdr.version == checksum.CRC32:
+            crcs = checksum.cluster_checks(view, cs, checksum.CRC32)
+            maybe_zero = np.ones(count, dtype=bool)
+        else:
+            sums = checksum.block_sums(view, cs)
+            crcs = checksum.checks_from_sums(sums)
+            maybe_zero = ~sums.any(axis=1)  # an all-zero cluster sums to zero everywhere
         zero = self._zero_cluster
-        is_zero = np.fromiter((p == zero for p in parts), dtype=bool, count=count)
-        crcs = np.fromiter((0 if z else zlib.crc32(p) for p, z in zip(parts, is_zero)),
-                           dtype=np.uint32, count=count)
+        is_zero = np.zeros(count, dtype=bool)
+        for k in np.flatnonzero(maybe_zero).tolist():
+            is_zero[k] = view[k * cs:(k + 1) * cs] == zero
+        crcs[is_zero] = 0
         sl = slice(first, first + count)
         old = self.map["phys"][sl].astype(np.int64)
         has = old > 0
@@ -317,9 +353,8 @@ class RedoFile:
         s_idx = slots[idx]
         breaks = np.flatnonzero((np.diff(s_idx) != 1) | (np.diff(idx) != 1)) + 1
         for run in np.split(np.arange(len(idx)), breaks):
-            ks = idx[run]
-            buf = parts[ks[0]] if len(ks) == 1 else b"".join(parts[k] for k in ks)
-            self.file.pwrite(buf, self._slot_offset(int(s_idx[run[0]])))
+            k0, k1 = int(idx[run[0]]), int(idx[run[-1]]) + 1  # consecutive in the input
+            self.file.pwrite(view[k0 * cs:k1 * cs], self._slot_offset(int(s_idx[run[0]])))
 
     def discard_clusters(self, first: int, last: int) -> None:
         """Mark clusters [first, last) as reading zeros, freeing their data."""

@@ -25,8 +25,11 @@ _CRC = struct.Struct("<I")
 
 
 def reserved_bytes(stripe_unit: int) -> int:
-    """Bytes at the start of each RAID 5 member: bitmap, log header, log data."""
-    return LOG_DATA + stripe_unit
+    """Bytes at the start of each RAID 5 member: bitmap, log header, log data, rounded
+    up to whole stripe units so that stripe rows stay aligned in the device files (the
+    host's page cache serves aligned runs faster). The volume table records the value,
+    so volumes made with the unrounded size keep working."""
+    return -(-(LOG_DATA + stripe_unit) // stripe_unit) * stripe_unit
 
 
 @dataclass

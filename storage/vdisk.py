@@ -20,6 +20,7 @@ from .redo import DEFAULT_CLUSTER, RedoFile
 
 Progress = Callable[[int, int], None]
 COPY_STEP = 4 * 1024 * 1024
+SCRATCH_MAX = 16 * 1024 * 1024  # largest read buffer a disk keeps between reads
 
 
 def overlay_name(stem: str, index: int) -> str:
@@ -42,6 +43,7 @@ class VirtualDisk:
         self.num_blocks = base.size() // block_size
         self.size = self.num_blocks * block_size
         self.closed = False
+        self._scratch = bytearray(0)  # read buffer, grown to the largest read so far
         self.on_close: list[Callable[[], None]] = []  # e.g. unmount what holds the files
 
     # -- creation and opening -------------------------------------------------------------
@@ -132,27 +134,56 @@ class VirtualDisk:
             return b""
         if not self.layers:
             return self._read_base(start, end)
+        n = end - start
+        if len(self._scratch) < n:
+            buf = bytearray(n)
+            if n <= SCRATCH_MAX:  # kept for the next reads; huge one-off reads are not
+                self._scratch = buf
+        else:
+            buf = self._scratch
+        view = memoryview(buf)[:n]
+        self._read_into(start, end, view)
+        # One copy out of a reused buffer: allocating a fresh one per read costs as much
+        # (it is zero-filled) and, at 1 MiB, makes malloc map and unmap it every time.
+        return bytes(view)
+
+    def _read_into(self, start: int, end: int, out: memoryview) -> None:
+        """Fill ``out`` with disk bytes [start, end) through the chain: each run of
+        clusters owned by one layer is read straight into its place in ``out``."""
         cs = self.layers[0].cs
         c0, c1 = start // cs, -(-end // cs)
-        owner = np.full(c1 - c0, -1, dtype=np.int64)
-        for i, layer in enumerate(self.layers):
-            owner[layer.present(c0, c1)] = i
-        out = []
+        if len(self.layers) == 1:
+            owner = np.where(self.layers[0].present(c0, c1), 0, -1)
+        else:
+            owner = np.full(c1 - c0, -1, dtype=np.int64)
+            for i, layer in enumerate(self.layers):
+                owner[layer.present(c0, c1)] = i
         edges = np.flatnonzero(np.diff(owner)) + 1
         bounds = [0, *edges.tolist(), c1 - c0]
         for a, b in zip(bounds, bounds[1:]):
             lo, hi = max(start, (c0 + a) * cs), min(end, (c0 + b) * cs)
             who = int(owner[a])
+            part = out[lo - start:hi - start]
             if who < 0:
-                out.append(self._read_base(lo, hi))
-            else:
+                self._read_base_into(lo, hi, part)
+            elif lo == (c0 + a) * cs and hi == (c0 + b) * cs:  # whole clusters: in place
+                self.layers[who].read_clusters_into(c0 + a, c0 + b, part)
+            else:  # a partial cluster at either end: verify whole clusters, keep a slice
                 raw = self.layers[who].read_clusters(c0 + a, c0 + b)
-                out.append(raw[lo - (c0 + a) * cs:hi - (c0 + a) * cs])
-        return b"".join(out)
+                part[:] = raw[lo - (c0 + a) * cs:hi - (c0 + a) * cs]
 
     def _read_base(self, start: int, end: int) -> bytes:
         data = self.base.pread(end - start, start)
         return data if len(data) == end - start else data.ljust(end - start, b"\0")
+
+    def _read_base_into(self, start: int, end: int, out: memoryview) -> None:
+        into = getattr(self.base, "preadinto", None)
+        if into is None:
+            out[:] = self._read_base(start, end)
+            return
+        got = into(out, start)
+        if got < end - start:  # past the end of a short base file: zeros
+            out[got:] = bytes(end - start - got)
 
     def _read_below(self, top: int, first: int, last: int) -> bytes:
         """Clusters [first, last) as seen by layers below index ``top``."""

@@ -120,6 +120,16 @@ class Volume:
         self.stats.bytes_read += size
         return data  # type: ignore[return-value]
 
+    def readinto(self, offset: int, out: memoryview) -> None:
+        """Fill the byte view ``out`` from volume ``offset`` (no intermediate copy)."""
+        size = len(out)
+        self._check_range(offset, size)
+        t = time.perf_counter()
+        self._retry(lambda: self.layout.readinto(offset, out))
+        self.stats.read_latency.append(time.perf_counter() - t)
+        self.stats.reads += 1
+        self.stats.bytes_read += size
+
     def write(self, offset: int, data: bytes | bytearray | memoryview) -> None:
         """Write ``data`` at volume ``offset``; durable only after :meth:`flush`."""
         self._check_range(offset, len(data))
@@ -133,6 +143,8 @@ class Volume:
 
     def flush(self) -> None:
         """Make every write so far durable, then clear the write-intent bitmap."""
+        if len(self.members.failed()) <= self.layout.tolerates:  # else nothing can be written
+            self._retry(self.layout.drain)  # data held back in memory first
         for i, dev in enumerate(self.members.devices):
             if dev is not None and not dev.failed:
                 dev.sync()

@@ -7,6 +7,7 @@ import os
 import pytest
 
 from storage.errors import BlockRangeError, FormatError, IntegrityError, StorageError
+from storage.fileio import HostDirectory
 from storage.redo import SLOT_SIZE, RedoFile
 from storage.vdisk import VirtualDisk
 from tests.storage.memdir import MemoryDirectory
@@ -276,3 +277,58 @@ def test_disk_size_not_a_multiple_of_the_cluster_size(tmp_path):
     disk.commit()
     disk.close()
     assert raw.read_bytes() == bytes(10 * 512) + b"\x11" * (89 * 512) + blocks(b"L")
+
+
+def test_version_1_overlay_is_still_read_and_written_with_crc32(tmp_path):
+    import zlib
+    VirtualDisk.create(tmp_path / "o.dsk", 2048).close()
+    RedoFile.create(HostDirectory(tmp_path), "o.redo", "o.dsk", 512, 2048, version=1).close()
+    disk = VirtualDisk.open(tmp_path / "o.dsk")
+    disk.write(128, blocks(b"v", 128))  # cluster 1
+    disk.flush()
+    top = disk.layers[-1]
+    assert top.hdr.version == 1
+    assert int(top.map[1]["crc"]) == zlib.crc32(blocks(b"v", 128))
+    disk.close()
+    again = VirtualDisk.open(tmp_path / "o.dsk")
+    assert again.layers[-1].hdr.version == 1  # stays version 1: its checks are CRC32
+    assert again.read(128, 128) == blocks(b"v", 128)
+    again.close()
+
+
+def test_overlay_of_an_unknown_version_is_refused_naming_file(disk, tmp_path):
+    import struct
+    import zlib
+    disk.snapshot()
+    disk.close()
+    path = tmp_path / "d.redo"
+    raw = bytearray(path.read_bytes())
+    for slot in (0, 1):
+        at = slot * SLOT_SIZE
+        raw[at + 8:at + 12] = struct.pack("<I", 3)
+        raw[at + 344:at + 348] = struct.pack("<I", zlib.crc32(raw[at:at + 344]))
+    path.write_bytes(bytes(raw))
+    with pytest.raises(FormatError, match=f"{path}: redo version 3 not supported"):
+        VirtualDisk.open(tmp_path / "d.dsk")
+    assert path.read_bytes() == bytes(raw)
+
+
+def test_block_sum_check_catches_a_changed_word_in_any_block(disk, tmp_path):
+    disk.snapshot()
+    disk.write(0, blocks(b"s", 128))
+    disk.flush()
+    top = disk.layers[-1]
+    assert top.hdr.version == 2
+    at = top.hdr.data_offset + (int(top.map[0]["phys"]) - 1) * top.cs
+    for where in (0, 4096 * 7 + 3, top.cs - 1):  # first, middle and last 4 KiB block
+        with open(tmp_path / "d.redo", "r+b") as f:
+            f.seek(at + where)
+            old = f.read(1)
+            f.seek(at + where)
+            f.write(bytes([old[0] ^ 0x80]))
+        with pytest.raises(IntegrityError, match="data cluster 0"):
+            disk.read(0, 1)
+        with open(tmp_path / "d.redo", "r+b") as f:
+            f.seek(at + where)
+            f.write(old)
+    assert disk.read(0, 128) == blocks(b"s", 128)
