@@ -45,13 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
     running.add_argument("--control", metavar="SOCKET", help="a Unix socket for `vmm suspend SOCKET IMAGE`")
 
     run = sub.add_parser("run", parents=[running], help="boot a kernel in a new VM")
-    run.add_argument("kernel", type=Path, help="a Multiboot v1 ELF kernel")
+    run.add_argument("kernel", type=Path, help="a Multiboot v1 ELF kernel or a Linux bzImage")
     run.add_argument("--memory", type=_positive_int, default=128, metavar="MiB", help="guest RAM (default 128)")
     run.add_argument("--serial", default="stdio", metavar="stdio|PATH", help="where COM1 output goes")
     run.add_argument("--deterministic", action="store_true", help="virtual time from guest progress")
     run.add_argument("--append", default="", metavar="CMDLINE", help="kernel command line")
     run.add_argument("--initrd", action="append", type=Path, default=[], metavar="FILE",
-                     help="a Multiboot module (repeatable)")
+                     help="a Multiboot module (repeatable), or the initrd of a bzImage")
     run.add_argument("--disk", action="append", default=[], metavar="PATH",
                      help="a SCSI disk on the LSI 53C895A: a raw image, or pool:NAME (repeatable)")
     run.add_argument("--pool", metavar="DIR", help="the storage pool for pool: disks "

@@ -1,0 +1,154 @@
+"""Debian's own 32-bit kernel, unmodified, on our monitor: its sym53c8xx driver on our
+LSI 53C895A with the disk in a RAID 5 pool, its ne driver on our NE2000 on a switch
+whose uplink reaches a peer answering ARP and ping. The same kernel and initramfs on
+QEMU give the same verdict lines, and a VM suspended in the middle of its disk I/O
+resumes to the same verdict.
+
+The packages come from Debian's archive into .cache/debian (``.ci/run`` fetches them);
+without them these tests skip and say how to fetch them.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from guests.linux import debian, testvm
+from guests.linux.modules import ModuleTree
+from guests.linux.peer import Peer
+from storage.pooldisk import open_pool_disk
+from tests.conftest import requires_qemu
+from tests.helpers import QEMU, REPO
+
+LAYOUT = testvm.DiskLayout()
+DISK = testvm.DISK_PATH
+CHECKS = [
+    f"verdict: disk sda has {LAYOUT.sectors} sectors: ok",
+    f"verdict: first {LAYOUT.known_bytes} bytes read back as written by the host: ok",
+    f"verdict: 64 KiB written at byte {LAYOUT.write_at} read back: ok",
+    "verdict: eth0 present: ok",
+    f"verdict: ping {testvm.PEER_IP}: 3 of 3 echo replies: ok",
+    "verdict: eth0 received frames: ok",
+    "verdict: PASS",
+]
+BOOT_SECONDS = 600  # our monitor boots to the verdict in about 35 s; a loaded CI machine is slower
+
+
+@pytest.fixture(scope="module")
+def linux(tmp_path_factory):
+    found = debian.find_cached()
+    if found is None:
+        pytest.skip(f"Debian's kernel and busybox are not in {debian.CACHE}: run {debian.FETCH_COMMAND}")
+    return found
+
+
+@pytest.fixture(scope="module")
+def expected_verdict(linux) -> list[str]:
+    """What /init prints after its first line (the kernel's name and release)."""
+    modules = ModuleTree(linux.modules_dir).load_order(testvm.WANTED_MODULES)
+    return [f"verdict: modules loaded: {len(modules)}", *CHECKS]
+
+
+@pytest.fixture(scope="module")
+def initramfs(linux, tmp_path_factory):
+    return testvm.initramfs(linux, tmp_path_factory.mktemp("initramfs"))
+
+
+@pytest.fixture
+def pool(tmp_path) -> Path:
+    """Four host files, a RAID 5 volume, a file system, and the test disk in it."""
+    testvm.make_pool(tmp_path / "pool", LAYOUT)
+    return tmp_path / "pool"
+
+
+@pytest.fixture
+def network(tmp_path, monkeypatch):
+    """A switch whose UDP uplink reaches the peer; yields (switch name, peer)."""
+    monkeypatch.setenv("VMM_SWITCH_DIR", str(tmp_path / "switch"))
+    with testvm.switch_with_peer("lan0") as peer:
+        yield "lan0", peer
+
+
+def disk_contents(pool: Path, offset: int, length: int) -> bytes:
+    disk = open_pool_disk(pool, DISK, readonly=True)
+    try:
+        return disk.read(offset // 512, length // 512)
+    finally:
+        disk.close()
+
+
+def kernel_banner(output: str) -> str:
+    return next((line for line in output.splitlines() if "Linux version" in line), "")
+
+
+def test_debian_kernel_drives_our_scsi_disk_on_raid5_and_our_nic(linux, initramfs, pool, network, expected_verdict):
+    switch, peer = network
+    run = subprocess.run(testvm.vmm_command(linux, initramfs, LAYOUT, pool, switch, BOOT_SECONDS), capture_output=True, text=True,
+                         cwd=REPO, stdin=subprocess.DEVNULL, timeout=BOOT_SECONDS + 60)
+    versions = json.loads((debian.CACHE / debian.VERSIONS_FILE).read_text())
+    print("Debian packages used:", json.dumps(versions))
+    # The boot log is the kernel's own: the package's version is in its banner.
+    assert linux.kernel_package.version in kernel_banner(run.stdout), run.stdout[-3000:]
+    assert "sym0: <895a>" in run.stdout and "eth0: NE2000 found at 0x300, using IRQ 9" in run.stdout
+    assert testvm.verdict_lines(run.stdout)[1:] == expected_verdict, run.stdout[-3000:] + run.stderr
+    assert run.returncode == 0, run.stderr
+    assert peer.stats.echo_replies >= 3 and peer.stats.arp_replies >= 1
+    # What the guest wrote is in the volume stack; what it only read is unchanged.
+    assert disk_contents(pool, LAYOUT.write_at, testvm.WRITTEN_BYTES) == testvm.guest_write()
+    assert disk_contents(pool, 0, LAYOUT.known_bytes) == testvm.known_contents(LAYOUT.known_bytes)
+
+
+def test_linux_suspended_in_the_middle_of_its_disk_reads_resumes_to_the_same_verdict(
+        linux, initramfs, pool, network, tmp_path, expected_verdict):
+    switch, _ = network
+    image = tmp_path / "linux.image"
+    vm = subprocess.Popen(testvm.vmm_command(linux, initramfs, LAYOUT, pool, switch, BOOT_SECONDS, "--image", str(image)),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                          cwd=REPO, text=True)
+    before = []
+    for line in vm.stdout:
+        before.append(line)
+        if line.startswith("verdict: disk sda has"):
+            # /init now reads the first 4 MiB through sd and sym53c8xx (a few hundred
+            # milliseconds); the suspend lands within milliseconds.
+            vm.send_signal(signal.SIGUSR1)
+            break
+    out, err = vm.communicate(timeout=BOOT_SECONDS)
+    before.append(out)
+    first_part = "".join(before)
+    assert vm.returncode == 105, first_part[-3000:] + err
+    # Suspended before /init could finish reading: its verdict on the read comes after.
+    assert "read back as written by the host" not in first_part
+    resumed = subprocess.run([sys.executable, "-m", "vmm", "resume", str(image), "--max-seconds", str(BOOT_SECONDS)],
+                             capture_output=True, text=True, cwd=REPO, timeout=BOOT_SECONDS + 60)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr
+    assert testvm.verdict_lines(first_part + resumed.stdout)[1:] == expected_verdict
+    assert disk_contents(pool, LAYOUT.write_at, testvm.WRITTEN_BYTES) == testvm.guest_write()
+
+
+@requires_qemu
+def test_same_kernel_and_initramfs_give_the_same_verdict_on_qemu(linux, initramfs, pool, network, tmp_path,
+                                                                  expected_verdict):
+    switch, _ = network
+    ours = subprocess.run(testvm.vmm_command(linux, initramfs, LAYOUT, pool, switch, BOOT_SECONDS), capture_output=True, text=True,
+                          cwd=REPO, stdin=subprocess.DEVNULL, timeout=BOOT_SECONDS + 60)
+    # QEMU gets a raw copy of the same disk, and a peer of its own on its datagram netdev.
+    disk = tmp_path / "qemu-disk.img"
+    disk.write_bytes(testvm.disk_image(LAYOUT))
+    vm_port, peer_port = testvm.free_udp_port(), testvm.free_udp_port()
+    peer = Peer(("127.0.0.1", peer_port), ("127.0.0.1", vm_port)).start()
+    try:
+        reference = subprocess.run(testvm.qemu_command(QEMU, linux, initramfs, LAYOUT, disk, vm_port, peer_port),
+                                   capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=600)
+    finally:
+        peer.close()
+    assert testvm.verdict_lines(reference.stdout)[1:] == expected_verdict, reference.stdout[-3000:]
+    assert testvm.verdict_lines(ours.stdout) == testvm.verdict_lines(reference.stdout)
+    assert ours.returncode == 0 and reference.returncode == 1  # QEMU reports (0 << 1) | 1
+    written = disk.read_bytes()[LAYOUT.write_at:LAYOUT.write_at + testvm.WRITTEN_BYTES]
+    assert written == testvm.guest_write() == disk_contents(pool, LAYOUT.write_at, testvm.WRITTEN_BYTES)
