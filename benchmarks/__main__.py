@@ -23,6 +23,7 @@ MODULES = [
     "scsi",
     "net",
     "snapshot",
+    "linux",
 ]
 
 
