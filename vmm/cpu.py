@@ -56,6 +56,7 @@ class ContextOffsets:
     old_exception: int
     segments: int  # env->segs[ES, CS, SS, DS, FS, GS]: selector, base, limit, flags
     size: int
+    hflags: int  # env->hflags, whose HF_INHIBIT_IRQ bit is the STI / MOV SS shadow
 
 
 SEGMENT_CACHE = struct.Struct("<I4xQII")  # QEMU's SegmentCache with a 64-bit base
@@ -66,8 +67,11 @@ def _context_bytes(uc: Uc) -> bytes:
     return ctypes.string_at(ctx.context.value, ctx.size)
 
 
-def _probe(code: bytes) -> tuple[bytes, bytes]:
-    """Run ``code`` at ring 0 in a flat scratch machine until its first exception."""
+HF_INHIBIT_IRQ = 1 << 3  # QEMU's hflags bit: interrupts wait for one more instruction
+
+
+def _scratch_machine(code: bytes) -> Uc:
+    """A flat ring-0 scratch machine with ``code`` at 0x1000."""
     uc = Uc(UC_ARCH_X86, UC_MODE_32)
     uc.mem_map(0, 0x10000, UC_PROT_ALL)
     gdt = struct.pack("<QQQ", 0, 0x00CF9A000000FFFF, 0x00CF92000000FFFF)
@@ -79,6 +83,12 @@ def _probe(code: bytes) -> tuple[bytes, bytes]:
         uc.reg_write(seg, 0x10)
     uc.reg_write(X.UC_X86_REG_ESP, 0x9000)
     uc.mem_write(0x1000, code)
+    return uc
+
+
+def _probe(code: bytes) -> tuple[bytes, bytes]:
+    """Run ``code`` at ring 0 in a flat scratch machine until its first exception."""
+    uc = _scratch_machine(code)
     before = _context_bytes(uc)
     after: list[bytes] = []
 
@@ -119,7 +129,27 @@ def context_offsets() -> ContextOffsets:
             f"(error_code {sorted(error_code)}, is_int {sorted(is_int)}, "
             f"old_exception {sorted(old_exception)}): unsupported Unicorn build"
         )
-    return ContextOffsets(pairs[0], pairs[0] + 4, old_exception.pop(), _segments_offset(gp1), len(gp1))
+    return ContextOffsets(pairs[0], pairs[0] + 4, old_exception.pop(), _segments_offset(gp1), len(gp1),
+                          _hflags_offset())
+
+
+def _hflags_offset() -> int:
+    """The word that holds HF_INHIBIT_IRQ right after STI and loses it one instruction
+    later (cli; sti; nop; nop), with nothing else in it changing."""
+    contexts = []
+    for count in (2, 3):
+        uc = _scratch_machine(b"\xfa\xfb\x90\x90\xf4")
+        uc.emu_start(0x1000, 0x2000, count=count)
+        contexts.append(_context_bytes(uc))
+    shadow, after = contexts
+    found = [
+        off for off in range(0, len(shadow) - 3, 4)
+        if struct.unpack_from("<I", shadow, off)[0] ^ struct.unpack_from("<I", after, off)[0] == HF_INHIBIT_IRQ
+        and struct.unpack_from("<I", shadow, off)[0] & HF_INHIBIT_IRQ
+    ]
+    if len(found) != 1:
+        raise RuntimeError(f"cannot locate Unicorn's hflags in its CPU context ({found}): unsupported Unicorn build")
+    return found[0]
 
 
 def _segments_offset(ctx: bytes) -> int:
@@ -258,6 +288,13 @@ class Cpu:
             packed = SEGMENT_CACHE.pack(*cache)
             ctypes.memmove(ctx.context.value + self.offsets.segments + i * step, packed, len(packed))
         self.uc.context_restore(ctx)
+
+    def in_interrupt_shadow(self) -> bool:
+        """True right after STI (or a load of SS): the next instruction runs before an
+        interrupt may be taken. Read from QEMU's own bookkeeping, so no guess from the
+        code bytes can starve a guest of interrupts."""
+        ctx = _context_bytes(self.uc)
+        return bool(struct.unpack_from("<I", ctx, self.offsets.hflags)[0] & HF_INHIBIT_IRQ)
 
     def unmap(self, base: int, size: int) -> None:
         """``uc.mem_unmap`` without its side effects on the guest CPU.

@@ -269,22 +269,19 @@ class RunLoop:
 
     def _deliver_interrupt(self) -> None:
         pic = self.machine.pic
-        if pic.interrupt_pending() and self.cpu.eflags & EFLAGS_IF and not self._in_sti_shadow():
-            vector = pic.acknowledge()
-            self.stats.count("interrupt")
-            self._deliver(Event(vector, external=True))
-
-    def _in_sti_shadow(self) -> bool:
-        """Interrupts wait one instruction after STI (``sti; hlt`` must halt first).
-
-        The block hook stops only at block starts, and STI ends a block, so a stop right
-        after STI has EIP just past its 0xFB opcode; waking then costs one block at most.
-        """
-        eip = self.cpu.eip
-        try:
-            return self.machine.mmu.read(eip - 1, 1, self.cpu.cpl == 3) == b"\xfb"
-        except Exception:
-            return False
+        pending = pic.interrupt_pending()
+        # Masked by EFLAGS.IF: the native hook stops as soon as the guest sets it.
+        self.fast.irq_window = int(pending and not self.cpu.eflags & EFLAGS_IF)
+        if not pending or self.fast.irq_window:
+            return
+        if self.cpu.in_interrupt_shadow():
+            # Right after STI (`sti; hlt` must halt first): let one block run (the
+            # block after STI is that one instruction) and come back.
+            self.fast.stop_requested = 1
+            return
+        vector = pic.acknowledge()
+        self.stats.count("interrupt")
+        self._deliver(Event(vector, external=True))
 
     def _arm(self, deadline_ns: int | None) -> None:
         # A device deadline only matters once the guest can take the interrupt, so the

@@ -653,6 +653,19 @@ def test_native_block_hook_lets_a_due_timer_wait_for_eflags_if(interrupts_enable
     assert eip(uc) == (CODE if stops else code["done"] + 1)
 
 
+def test_native_block_hook_stops_at_the_first_block_after_sti_when_an_interrupt_waits():
+    """The interrupt window: with `irq_window` raised, blocks run while IF is clear and
+    the slice ends at the first block start that sees IF set (STI ends a block)."""
+    uc, code = flat_uc("cli\nmov eax, 1\nadd eax, 2\nsti\nwindow:\nnop\nhlt\n")
+    fast = FastState()
+    fast.stop_at_bytes = (1 << 64) - 1
+    fast.irq_window = 1
+    add_native_block_hook(uc, fast)
+    uc.emu_start(CODE, 0)
+    assert (eip(uc), fast.stopped_in_block_hook, fast.irq_window) == (code["window"], 1, 0)
+    assert uc.reg_read(X.UC_X86_REG_EAX) == 3
+
+
 def test_stop_from_a_memory_write_callback_makes_inc_mem_run_twice():
     """The hazard the block hook avoids (linux-on-unicorn.md item 6): a stop that is
     pending when the store of `inc [m]` completes puts EIP back on the instruction, so
@@ -800,3 +813,19 @@ def test_cpu_unmap_keeps_cr2_and_the_previous_exception_clear():
     cpu.unmap(UNMAPPED_PHYSICAL, 0x1000)
     assert cpu.reg("cr2") == 0x1234
     assert context_int(cpu.uc, cpu.offsets.old_exception) == -1
+
+
+def test_cpu_reads_the_sti_shadow_from_unicorn_and_not_from_the_code_bytes():
+    """QEMU keeps the shadow in hflags (HF_INHIBIT_IRQ): set after STI, gone one
+    instruction later. A 0xFB byte before EIP that is not an STI means nothing."""
+    cpu = Cpu()
+    setup_flat(cpu.uc)
+    code = assemble("cli\nsti\nnop\nnop\nmov al, 0xfb\nnop\nhlt\n", CODE)
+    cpu.uc.mem_write(CODE, code.code)
+    cpu.uc.emu_start(CODE, 0, count=2)  # cli; sti
+    assert cpu.in_interrupt_shadow()
+    cpu.uc.emu_start(cpu.eip, 0, count=1)  # the shadowed nop
+    assert not cpu.in_interrupt_shadow()
+    cpu.uc.emu_start(cpu.eip, 0, count=2)  # nop; mov al, 0xfb (B0 FB)
+    assert cpu.uc.mem_read(cpu.eip - 1, 1) == b"\xfb"  # what the old guess took for STI
+    assert not cpu.in_interrupt_shadow()

@@ -41,6 +41,7 @@ class FastState(ctypes.Structure):
         ("timer_due", ctypes.c_int32),
         ("deferred_blocks", ctypes.c_uint32),
         ("timer_waits_for_if", ctypes.c_int32),
+        ("irq_window", ctypes.c_int32),
     ]
 
 

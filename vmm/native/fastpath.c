@@ -45,6 +45,7 @@ struct vmm_fast {
     volatile int32_t timer_due; /* the preemption timer expired (see timer_stop_wanted) */
     uint32_t deferred_blocks;   /* blocks run since the timer came due with IF clear */
     int32_t timer_waits_for_if; /* the armed deadline is an interrupt's: it may wait */
+    int32_t irq_window;         /* an interrupt waits for EFLAGS.IF: stop once it is set */
 };
 
 #define EFLAGS_IF (1u << 9)
@@ -74,6 +75,23 @@ static int timer_stop_wanted(uc_engine *uc, struct vmm_fast *f)
     return 1;
 }
 
+/* The interrupt window (VMX has an exit for it): the PIC asserts INTR while the guest
+ * has interrupts masked, say inside another interrupt's handler. Nothing else may end
+ * the slice once the guest's IRET or STI sets IF, and the request would wait for the
+ * next timer tick, losing to it again and again (a busy guest never got its serial
+ * interrupt). IRET, STI and POPF end a block, so the next block start sees IF. */
+static int irq_window_open(uc_engine *uc, struct vmm_fast *f)
+{
+    uint32_t eflags = 0;
+    if (!f->irq_window)
+        return 0;
+    uc_reg_read(uc, UC_X86_REG_EFLAGS, &eflags);
+    if (!(eflags & EFLAGS_IF))
+        return 0;
+    f->irq_window = 0;
+    return 1;
+}
+
 void vmm_block_hook(uc_engine *uc, uint64_t address, uint32_t size, void *user_data)
 {
     struct vmm_fast *f = user_data;
@@ -81,7 +99,8 @@ void vmm_block_hook(uc_engine *uc, uint64_t address, uint32_t size, void *user_d
     /* Every slice runs at least one block, so the guest moves on however often a
      * deadline comes due (a timer armed in the past, a device that is always busy). */
     if (!f->first_block &&
-        (f->stop_requested || f->code_bytes >= f->stop_at_bytes || timer_stop_wanted(uc, f))) {
+        (f->stop_requested || f->code_bytes >= f->stop_at_bytes || timer_stop_wanted(uc, f) ||
+         irq_window_open(uc, f))) {
         f->stop_requested = 0;
         f->stopped_in_block_hook = 1;
         uc_emu_stop(uc);
