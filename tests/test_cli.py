@@ -175,3 +175,12 @@ def test_the_first_write_to_the_exit_port_decides_even_if_more_code_runs(tmp_pat
     1:  jmp 1b
     """)
     assert run_vmm(str(kernel)).status == 3
+
+
+def test_nic_option_takes_a_model_and_refuses_an_unknown_one():
+    from vmm.cli import parse_nic
+
+    assert parse_nic("switch:lan0,model=rtl8029", None).model == "rtl8029"
+    assert parse_nic("switch:lan0", None).model == "ne2000"
+    with pytest.raises(ValueError, match="model must be one of ne2000, rtl8029, not e1000"):
+        parse_nic("switch:lan0,model=e1000", None)

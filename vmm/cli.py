@@ -58,8 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "(default $VMM_POOL, else ./pool)")
     run.add_argument("--redo", action="store_true",
                      help="the run's writes land in a fresh overlay beside each disk")
-    run.add_argument("--nic", metavar="BACKEND[,io=0x300,irq=9,mac=52:54:00:12:34:56]",
-                     help="an NE2000 on switch:NAME or udp:LHOST:LPORT:RHOST:RPORT")
+    run.add_argument("--nic", metavar="BACKEND[,model=ne2000,io=0x300,irq=9,mac=52:54:00:12:34:56]",
+                     help="an NE2000 on switch:NAME or udp:LHOST:LPORT:RHOST:RPORT; "
+                          "model=rtl8029 is the PCI NE2000 (at 00:04.0)")
     run.add_argument("--pcap", metavar="PATH", help="capture the NIC's frames to a pcap file")
     run.set_defaults(func=cmd_run)
 
@@ -98,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_nic(text: str, pcap: str | None):
-    """``BACKEND[,io=..,irq=..,mac=..]`` -> NicConfig (ValueError with the reason)."""
+    """``BACKEND[,model=..,io=..,irq=..,mac=..]`` -> NicConfig (ValueError with the reason)."""
     from vmm.machine import NicConfig
 
     backend, *options = text.split(",")
@@ -111,13 +112,19 @@ def parse_nic(text: str, pcap: str | None):
             config.irq = int(value, 0)
             if not 0 <= config.irq < 16:
                 raise ValueError(f"irq must be 0-15, not {value}")
+        elif key == "model":
+            from vmm.machine import NIC_MODELS
+
+            if value not in NIC_MODELS:
+                raise ValueError(f"model must be one of {', '.join(NIC_MODELS)}, not {value}")
+            config.model = value
         elif key == "mac":
             mac = bytes(int(part, 16) for part in value.split(":"))
             if len(mac) != 6 or mac[0] & 1:
                 raise ValueError(f"{value} is not a unicast MAC address")
             config.mac = mac
         else:
-            raise ValueError(f"unknown NIC option {key!r} (io, irq, mac)")
+            raise ValueError(f"unknown NIC option {key!r} (model, io, irq, mac)")
     return config
 
 

@@ -37,6 +37,8 @@ from vmm.runloop import RunLoop, RunResult
 
 COM1 = 0x3F8
 LSI_SLOT = 3  # 00:03.0, where QEMU puts it with -net none
+NIC_SLOT = 4  # 00:04.0 for the PCI NE2000, after the LSI as on QEMU
+NIC_MODELS = ("ne2000", "rtl8029")
 LSI_OWN_ID = 7
 SERIAL_CHARACTER_NS = 87_000  # one 10-bit character at 115,200 baud
 BOOT_GDT = 0x8000
@@ -50,13 +52,14 @@ DETERMINISTIC_EPOCH = 946684800
 
 @dataclass
 class NicConfig:
-    """``--nic BACKEND[,io=0x300,irq=9,mac=52:54:00:12:34:56]``."""
+    """``--nic BACKEND[,model=ne2000|rtl8029,io=0x300,irq=9,mac=52:54:00:12:34:56]``."""
 
     backend: str
-    io: int = 0x300
+    io: int = 0x300  # the ISA card's; the PCI card gets its port and IRQ from the PCI bus
     irq: int = 9
     mac: bytes | None = None  # None: QEMU's first-NIC MAC, made distinct on a switch
     pcap: str | None = None
+    model: str = "ne2000"  # the ISA NE2000, or "rtl8029": the PCI NE2000 at 00:04.0
 
 
 @dataclass
@@ -163,12 +166,19 @@ class Machine:
 
     def _attach_nic(self, config: NicConfig) -> None:
         from devices.net.ne2000 import Ne2000
+        from devices.net.rtl8029 import Rtl8029
         from vmm.netbackend import default_mac, open_backend
 
+        if config.model not in NIC_MODELS:
+            raise ValueError(f"unknown NIC model {config.model!r} ({', '.join(NIC_MODELS)})")
         backend = open_backend(config.backend, config.pcap)
         mac = config.mac or default_mac(config.backend)
-        self.nic = Ne2000(self.pic.irq_line(config.irq), mac, Link(backend.send))
-        self.ports.register(config.io, 32, self.nic)
+        if config.model == "rtl8029":
+            self.nic = Rtl8029(mac, Link(backend.send))
+            self.pci.attach(NIC_SLOT, self.nic)
+        else:
+            self.nic = Ne2000(self.pic.irq_line(config.irq), mac, Link(backend.send))
+            self.ports.register(config.io, 32, self.nic)
         self.nic_backend = backend
         backend.start(self._frame_arrived)
 
@@ -204,7 +214,7 @@ class Machine:
             for target_id, target in self.lsi_targets.items():
                 parts[f"scsi-{target_id}"] = target
         if self.nic is not None:
-            parts["ne2000"] = self.nic
+            parts[self.nic.name] = self.nic  # "ne2000" or "rtl8029"
         return parts
 
     def load(self, kernel: Path) -> BootState:

@@ -23,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=testvm.REPO / "build" / "linux",
                         help="where the pool and the initramfs go (default build/linux)")
     parser.add_argument("--switch", default="linux-demo", help="the switch's name")
+    parser.add_argument("--nic", choices=sorted(testvm.NICS), default="isa",
+                        help="isa: the NE2000 at 0x300 (default); pci: the RTL8029")
     args = parser.parse_args(argv)
     linux = debian.find_cached()
     if linux is None:
@@ -37,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     initramfs = testvm.initramfs(linux, args.work)
     os.environ.setdefault("VMM_SWITCH_DIR", str(args.work / "switch"))
     with testvm.switch_with_peer(args.switch):
-        command = testvm.vmm_command(linux, initramfs, layout, pool, args.switch, 600)
+        command = testvm.vmm_command(linux, initramfs, layout, pool, args.switch, 600, nic=args.nic)
         print("linux:", shlex.join(["vmm", *command[3:]]), file=sys.stderr)
         return subprocess.run(command, cwd=testvm.REPO).returncode
 

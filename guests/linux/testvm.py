@@ -37,9 +37,15 @@ from storage.volume import VolumeManager
 REPO = Path(__file__).resolve().parents[2]
 
 INIT_SCRIPT = Path(__file__).with_name("init.sh")
-# What /init loads: the SCSI host adapter, the SCSI disk, the ISA NE2000. Their
-# dependencies come from the modules' own .modinfo.
-WANTED_MODULES = ["sym53c8xx", "sd_mod", "ne"]
+# What /init loads: the SCSI host adapter, the SCSI disk, and the driver of the NIC the
+# machine has (ne: the ISA NE2000; ne2k-pci: the RTL8029). Their dependencies come from
+# the modules' own .modinfo.
+WANTED_MODULES = ["sym53c8xx", "sd_mod", "ne", "ne2k-pci"]
+# --nic model of our monitor, QEMU's -device, and what /init is told (vmm.nic=...)
+NICS = {
+    "isa": ("ne2000", "ne2k_isa,iobase=0x300,irq=9"),
+    "pci": ("rtl8029", "ne2k_pci"),
+}
 GUEST_IP = "10.0.2.15"
 MEMORY_MIB = 128
 # No ACPI, APIC or MP table on our machine; the same switches keep QEMU's boot alike.
@@ -81,13 +87,13 @@ def disk_image(layout: DiskLayout) -> bytes:
     return known_contents(layout.known_bytes).ljust(layout.size, b"\0")
 
 
-def append(layout: DiskLayout, extra: str = "") -> str:
+def append(layout: DiskLayout, nic: str = "isa", extra: str = "") -> str:
     """The kernel command line: the base switches and what /init checks against."""
     known_md5 = hashlib.md5(known_contents(layout.known_bytes)).hexdigest()
     parameters = (
         f"vmm.disk_sectors={layout.sectors} vmm.known_bytes={layout.known_bytes} "
         f"vmm.known_md5={known_md5} vmm.write_at={layout.write_at} "
-        f"vmm.ip={GUEST_IP} vmm.peer={PEER_IP}"
+        f"vmm.ip={GUEST_IP} vmm.peer={PEER_IP} vmm.nic={nic}"
     )
     return " ".join(part for part in (BASE_APPEND, parameters, extra) if part)
 
@@ -176,27 +182,30 @@ def switch_with_peer(name: str) -> Iterator[Peer]:
 
 # -- the two machines ---------------------------------------------------------------------
 def vmm_command(linux: DebianLinux, initramfs: Path, layout: DiskLayout, pool: Path, switch: str,
-                max_seconds: float, *extra: str) -> list[str]:
-    """``vmm run`` of the test machine: the disk in ``pool``, the NIC on ``switch``."""
+                max_seconds: float, *extra: str, nic: str = "isa", append_extra: str = "") -> list[str]:
+    """``vmm run`` of the test machine: the disk in ``pool``, the NIC (``isa`` or
+    ``pci``) on ``switch``; ``append_extra`` goes on the kernel command line."""
+    model, _ = NICS[nic]
     return [
         sys.executable, "-m", "vmm", "run", str(linux.vmlinuz), "--initrd", str(initramfs),
-        "--append", append(layout), "--memory", str(MEMORY_MIB),
-        "--disk", f"pool:{DISK_PATH}", "--pool", str(pool), "--nic", f"switch:{switch}",
+        "--append", append(layout, nic, append_extra), "--memory", str(MEMORY_MIB),
+        "--disk", f"pool:{DISK_PATH}", "--pool", str(pool), "--nic", f"switch:{switch},model={model}",
         "--max-seconds", str(max_seconds), *extra,
     ]
 
 
 def qemu_command(qemu: str, linux: DebianLinux, initramfs: Path, layout: DiskLayout, disk: Path,
-                 local_port: int, peer_port: int) -> list[str]:
-    """The same machine on QEMU: the LSI with a raw copy of the disk, the ISA NE2000 on a
-    datagram netdev whose other end is a :class:`Peer` at ``peer_port``."""
+                 local_port: int, peer_port: int, nic: str = "isa") -> list[str]:
+    """The same machine on QEMU: the LSI with a raw copy of the disk, the NE2000 (``isa``
+    or ``pci``) on a datagram netdev whose other end is a :class:`Peer` at ``peer_port``."""
+    _, device = NICS[nic]
     return [
-        qemu, "-kernel", str(linux.vmlinuz), "-initrd", str(initramfs), "-append", append(layout),
+        qemu, "-kernel", str(linux.vmlinuz), "-initrd", str(initramfs), "-append", append(layout, nic),
         "-m", str(MEMORY_MIB), "-machine", "acpi=off", "-serial", "stdio", "-display", "none",
         "-monitor", "none", "-no-reboot", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
         "-device", "lsi53c895a,id=scsi0", "-drive", f"file={disk},if=none,id=d0,format=raw",
         "-device", "scsi-hd,drive=d0,bus=scsi0.0,scsi-id=0",
-        "-device", "ne2k_isa,iobase=0x300,irq=9,netdev=n0",
+        "-device", f"{device},netdev=n0",
         "-netdev", "dgram,id=n0,local.type=inet,local.host=127.0.0.1,"
         f"local.port={local_port},remote.type=inet,remote.host=127.0.0.1,remote.port={peer_port}",
     ]
