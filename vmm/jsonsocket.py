@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,14 +32,24 @@ class JsonLineServer:
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._listener.bind(str(self.path))
         self._listener.listen(backlog)
+        self._answering: set[threading.Thread] = set()
+        self._lock = threading.Lock()
         threading.Thread(target=self._accept, name=f"vmm-control {self.path.name}", daemon=True).start()
 
-    def close(self) -> None:
+    def close(self, drain_seconds: float = 5.0) -> None:
+        """Stop listening; give answers being written up to ``drain_seconds`` to leave
+        (the threads are daemons: a process that exits right after would cut them off,
+        and `vmm suspend` would see the connection close without its answer)."""
         self._listener.close()
         try:
             self.path.unlink()
         except FileNotFoundError:
             pass
+        with self._lock:
+            answering = list(self._answering)
+        deadline = time.monotonic() + drain_seconds
+        for thread in answering:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def _accept(self) -> None:
         while True:
@@ -46,9 +57,19 @@ class JsonLineServer:
                 connection, _ = self._listener.accept()
             except OSError:
                 return
-            threading.Thread(target=self._answer, args=(connection,), daemon=True).start()
+            thread = threading.Thread(target=self._answer, args=(connection,), daemon=True)
+            with self._lock:
+                self._answering.add(thread)
+            thread.start()
 
     def _answer(self, connection: socket.socket) -> None:
+        try:
+            self._answer_one(connection)
+        finally:
+            with self._lock:
+                self._answering.discard(threading.current_thread())
+
+    def _answer_one(self, connection: socket.socket) -> None:
         with connection:
             try:
                 request = json.loads(connection.makefile().readline() or "{}")
