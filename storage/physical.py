@@ -237,17 +237,7 @@ class PhysicalDevice:
         system call straight into the caller's memory, no intermediate bytes."""
         size = sum(len(b) for b in bufs)
         self._check("read", offset, size)
-        pos = self.label.data_offset + offset
-        for k in range(0, len(bufs), IOV_BATCH):
-            group = bufs[k:k + IOV_BATCH]
-            want = sum(len(b) for b in group) if len(bufs) > IOV_BATCH else size
-            try:
-                done = os.preadv(self.fd, group, pos)
-            except OSError as e:
-                raise DeviceIOError(self.name, f"read failed: {e.strerror}") from None
-            if done != want:
-                raise DeviceIOError(self.name, f"short read at {offset}")
-            pos += want
+        self._vectored(os.preadv, "read", bufs, size, self.label.data_offset + offset)
 
     def write(self, offset: int, data: bytes | bytearray | memoryview) -> None:
         """Write ``data`` at ``offset`` of the data area."""
@@ -265,15 +255,20 @@ class PhysicalDevice:
         hook = self.write_hook or GLOBAL_HOOKS.write
         if hook is not None:
             hook(self, absolute, b"".join(bufs))  # observers see it as the one write it is
+        self._vectored(os.pwritev, "write", bufs, size, absolute)
+
+    def _vectored(self, call, what: str, bufs: list[memoryview], size: int, absolute: int) -> None:
+        """``os.preadv``/``os.pwritev`` of ``bufs`` at ``absolute``, IOV_BATCH buffers a
+        call; anything short of the whole is an error naming the device."""
         for k in range(0, len(bufs), IOV_BATCH):
             group = bufs[k:k + IOV_BATCH]
             want = sum(len(b) for b in group) if len(bufs) > IOV_BATCH else size
             try:
-                done = os.pwritev(self.fd, group, absolute)
+                done = call(self.fd, group, absolute)
             except OSError as e:
-                raise DeviceIOError(self.name, f"write failed: {e.strerror}") from None
+                raise DeviceIOError(self.name, f"{what} failed: {e.strerror}") from None
             if done != want:
-                raise DeviceIOError(self.name, f"short write at {absolute}")
+                raise DeviceIOError(self.name, f"short {what} at {absolute}")
             absolute += want
 
     def _pwrite(self, absolute: int, data: bytes | bytearray | memoryview) -> None:

@@ -97,20 +97,16 @@ class Members:
 
     def writev_survive(self, i: int, offset: int, bufs: list[memoryview]) -> bool:
         """:meth:`writev`, or fail the member and carry on (see :meth:`write_survive`)."""
-        try:
-            self.writev(i, offset, bufs)
-            return True
-        except MemberError:
-            if self.on_fail is None:
-                raise
-            self.on_fail(i)
-            return False
+        return self._survive(i, self.writev, offset, bufs)
 
     def write_survive(self, i: int, offset: int, data) -> bool:
         """Write, or fail the member and carry on (the caller's stripe stays consistent
         on the survivors); False if the member failed."""
+        return self._survive(i, self.write, offset, data)
+
+    def _survive(self, i: int, write, offset: int, data) -> bool:
         try:
-            self.write(i, offset, data)
+            write(i, offset, data)
             return True
         except MemberError:
             if self.on_fail is None:
