@@ -228,6 +228,7 @@ class Cpu:
         self._read = registers.read
         self._write = registers.write
         self._read_table = registers.read_table
+        self._shadow_context = None  # see in_interrupt_shadow
 
     # -- registers ------------------------------------------------------------
     def reg(self, name: str) -> int:
@@ -293,8 +294,12 @@ class Cpu:
         """True right after STI (or a load of SS): the next instruction runs before an
         interrupt may be taken. Read from QEMU's own bookkeeping, so no guess from the
         code bytes can starve a guest of interrupts."""
-        ctx = _context_bytes(self.uc)
-        return bool(struct.unpack_from("<I", ctx, self.offsets.hflags)[0] & HF_INHIBIT_IRQ)
+        if self._shadow_context is None:  # one context, refreshed in place: no 5 KiB copies
+            self._shadow_context = self.uc.context_save()
+        else:
+            self.uc.context_update(self._shadow_context)
+        hflags = ctypes.c_uint32.from_address(self._shadow_context.context.value + self.offsets.hflags).value
+        return bool(hflags & HF_INHIBIT_IRQ)
 
     def unmap(self, base: int, size: int) -> None:
         """``uc.mem_unmap`` without its side effects on the guest CPU.
