@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 NATIVE := vmm/native/fastpath.so
 UNICORN_DIR = $(shell $(PY) -c 'import os, unicorn; print(os.path.dirname(unicorn.__file__))')
 
-.PHONY: all run test test-full bench guests native clean
+.PHONY: all run test test-full bench guests native clean linux
 
 all: $(STAMP) native guests
 
@@ -29,6 +29,11 @@ guests:
 # system of a RAID 5 volume of the default pool (./pool, made on the first run).
 run: all
 	$(PY) -m vmm.demo
+
+# Debian's own Linux on our devices (guests/linux/README.md); the packages come first:
+# sudo .venv/bin/python -m guests.linux.debian fetch --setup
+linux: all
+	$(PY) -m guests.linux
 
 test: all
 	$(PY) -m pytest -q -m 'not slow' tests
