@@ -133,7 +133,8 @@ class Raid5(Layout):
                     return
                 rest = view[need:]
                 count = len(rest) // sd
-                self._write_full(h_off // sd, count, rest[:count * sd], h_data + view[:need])
+                h_data += view[:need]  # the held buffer is ours: complete it in place
+                self._write_full(h_off // sd, count, rest[:count * sd], h_data)
                 self.held = None
                 streaming = True
                 offset, view = offset + need + count * sd, rest[count * sd:]

@@ -143,8 +143,9 @@ class Volume:
 
     def flush(self) -> None:
         """Make every write so far durable, then clear the write-intent bitmap."""
-        if len(self.members.failed()) <= self.layout.tolerates:  # else nothing can be written
-            self._retry(self.layout.drain)  # data held back in memory first
+        # Data held back in memory first; if too many members failed to write it, this
+        # raises rather than report a flush that did not happen.
+        self._retry(self.layout.drain)
         for i, dev in enumerate(self.members.devices):
             if dev is not None and not dev.failed:
                 dev.sync()

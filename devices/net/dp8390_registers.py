@@ -12,7 +12,7 @@ import enum
 PAGE_SIZE = 256  # the ring and the transmit buffer are counted in 256-byte pages
 
 
-class Cr(enum.IntFlag):
+class Cr:
     """Command register (offset 0 on every page)."""
 
     STP = 0x01  # stop: the chip goes off line
@@ -29,7 +29,7 @@ CR_PAGE_SHIFT = 6
 CR_REMOTE_READ_OR_WRITE = Cr.RD0 | Cr.RD1
 
 
-class Isr(enum.IntFlag):
+class Isr:
     """Interrupt status register (page 0, offset 7): write 1 to a bit to clear it."""
 
     PRX = 0x01  # frame received without error
@@ -46,7 +46,7 @@ ISR_INTERRUPTS = 0x7F  # RST never drives the interrupt line
 ISR_WRITE_CLEARABLE = 0x7F
 
 
-class Rcr(enum.IntFlag):
+class Rcr:
     """Receive configuration register (page 0, offset 0x0C, write)."""
 
     SEP = 0x01  # save frames with errors
@@ -57,7 +57,7 @@ class Rcr(enum.IntFlag):
     MON = 0x20  # monitor mode (check, count, do not store)
 
 
-class Tcr(enum.IntFlag):
+class Tcr:
     """Transmit configuration register (page 0, offset 0x0D, write)."""
 
     CRC = 0x01  # inhibit CRC
@@ -67,7 +67,7 @@ class Tcr(enum.IntFlag):
     OFST = 0x10  # collision offset enable
 
 
-class Dcr(enum.IntFlag):
+class Dcr:
     """Data configuration register (page 0, offset 0x0E, write)."""
 
     WTS = 0x01  # word transfer select: remote DMA moves 16-bit words
@@ -79,7 +79,7 @@ class Dcr(enum.IntFlag):
     FT1 = 0x40  # FIFO threshold, high bit
 
 
-class Rsr(enum.IntFlag):
+class Rsr:
     """Receive status register (page 0, offset 0x0C, read) and byte 0 of each ring
     header."""
 
@@ -93,7 +93,7 @@ class Rsr(enum.IntFlag):
     DFR = 0x80  # deferring
 
 
-class Tsr(enum.IntFlag):
+class Tsr:
     """Transmit status register (page 0, offset 4, read)."""
 
     PTX = 0x01  # transmitted without error

@@ -46,7 +46,6 @@ IO_BAR_SIZE = 0x100
 MMIO_BAR_SIZE = 0x400  # QEMU's size; the 256-byte register file repeats in it
 SCRIPTS_RAM_SIZE = 0x2000  # QEMU models 8 KiB (2048 dwords)
 SCRIPTS_SLICE = 1000  # instructions per call before the engine yields to the guest
-MASK32 = 0xFFFFFFFF
 GEN_TIMER_BASE_NS = 125_000  # STIME1 GEN code 1 is 125 us; each code doubles it
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from devices.scsi.cdb import READS, cdb_length
 from devices.scsi.lsi_registers import Phase
 from devices.scsi.target import DataDirection, ScsiRequest, ScsiTarget
 
@@ -49,18 +50,9 @@ EXT_SDTR = 0x01  # synchronous data transfer request
 EXT_WDTR = 0x03  # wide data transfer request
 EXT_PPR = 0x04  # parallel protocol request
 IGNORED_EXTENDED = (EXT_SDTR, EXT_WDTR, EXT_PPR)  # QEMU accepts them silently
-READ_OPCODES = (0x08, 0x28, 0xA8, 0x88)  # READ(6), (10), (12), (16): they disconnect
-
-# CDB length by opcode group (SPC-4 4.2.5.1); None: vendor specific or variable
-CDB_LENGTH_BY_GROUP = {0: 6, 1: 10, 2: 10, 3: None, 4: 16, 5: 12, 6: None, 7: None}
 MAX_CDB_LENGTH = 16
 
 NOT_CONNECTED = -1
-
-
-def cdb_length(opcode: int) -> int | None:
-    """Length of a CDB from its first byte, or None when the group does not say."""
-    return CDB_LENGTH_BY_GROUP[opcode >> 5]
 
 
 @dataclass
@@ -316,7 +308,7 @@ class ScsiBus:
             c.data = bytes(request.data_in())[:length]
             c.data_length = len(c.data)
             c.status = int(request.status)
-            if self.disconnect_reads and c.cdb[0] in READ_OPCODES and c.data_length:
+            if self.disconnect_reads and c.cdb[0] in READS and c.data_length:
                 c.msg_in = bytes([MSG_SAVE_DATA_POINTER, MSG_DISCONNECT])
                 c.disconnecting = True
         elif request.direction is DataDirection.TO_DEVICE and length:

@@ -99,7 +99,7 @@ CSBC = 0xDC  # cumulative SCSI byte count
 REGISTER_FILE_SIZE = 0x100  # the I/O BAR; the 1 KiB memory BAR mirrors it every 256 bytes
 
 
-class Scntl0(enum.IntFlag):
+class Scntl0:
     TRG = 0x01  # target mode
     AAP = 0x02  # assert ATN on parity error
     EPC = 0x08  # enable parity checking
@@ -109,7 +109,7 @@ class Scntl0(enum.IntFlag):
     ARB1 = 0x80  # arbitration mode bit 1
 
 
-class Scntl1(enum.IntFlag):
+class Scntl1:
     SST = 0x01  # start SCSI transfer (low-level mode)
     IARB = 0x02  # immediate arbitration
     AESP = 0x04  # assert even SCSI parity
@@ -120,7 +120,7 @@ class Scntl1(enum.IntFlag):
     EXC = 0x80  # extra clock cycle of data setup
 
 
-class Scntl2(enum.IntFlag):
+class Scntl2:
     WSR = 0x01  # wide SCSI receive (write 1 to clear)
     VUE0 = 0x02  # vendor unique enhancements 0
     VUE1 = 0x04  # vendor unique enhancements 1
@@ -131,20 +131,20 @@ class Scntl2(enum.IntFlag):
     SDU = 0x80  # SCSI disconnect unexpected
 
 
-class Scntl3(enum.IntFlag):
+class Scntl3:
     CCF_MASK = 0x07  # clock conversion factor (async)
     EWS = 0x08  # enable wide SCSI: target IDs 8-15 become reachable
     SCF_MASK = 0x70  # synchronous clock conversion factor
     ULTRA = 0x80  # Ultra SCSI enable
 
 
-class Scid(enum.IntFlag):
+class Scid:
     ID_MASK = 0x0F  # the chip's own SCSI ID (QEMU resets it to 7)
     SRE = 0x20  # enable response to selection
     RRE = 0x40  # enable response to reselection
 
 
-class Socl(enum.IntFlag):
+class Socl:
     IO = 0x01  # assert I/O
     CD = 0x02  # assert C/D
     MSG = 0x04  # assert MSG
@@ -155,7 +155,7 @@ class Socl(enum.IntFlag):
     REQ = 0x80  # assert REQ
 
 
-class Sbcl(enum.IntFlag):
+class Sbcl:
     IO = 0x01  # I/O line: with C/D and MSG, the phase
     CD = 0x02  # C/D line
     MSG = 0x04  # MSG line
@@ -169,7 +169,7 @@ class Sbcl(enum.IntFlag):
 PHASE_MASK = 0x07  # SBCL/SSTAT1 bits 2:0 and the block move's phase field
 
 
-class Dstat(enum.IntFlag):
+class Dstat:
     IID = 0x01  # illegal instruction detected
     SIR = 0x04  # SCRIPTS interrupt instruction received (INT)
     SSI = 0x08  # single-step interrupt
@@ -182,7 +182,7 @@ class Dstat(enum.IntFlag):
 DSTAT_INTERRUPTS = 0x7D  # the DSTAT bits that are interrupt sources (DIEN masks them)
 
 
-class Sstat0(enum.IntFlag):
+class Sstat0:
     SDP0 = 0x01  # SCSI SDP0 parity line
     RST = 0x02  # SCSI RST line
     WOA = 0x04  # won arbitration
@@ -193,12 +193,12 @@ class Sstat0(enum.IntFlag):
     ILF = 0x80  # SIDL full
 
 
-class Sstat2(enum.IntFlag):
+class Sstat2:
     SDP1 = 0x01  # SCSI SDP1 line
     LDSC = 0x02  # last disconnect: set while not connected (as QEMU reports it)
 
 
-class Istat(enum.IntFlag):
+class Istat:
     DIP = 0x01  # DMA interrupt pending (DSTAT non-zero)
     SIP = 0x02  # SCSI interrupt pending (SIST0/SIST1 non-zero)
     INTF = 0x04  # interrupt on the fly (write 1 to clear)
@@ -209,13 +209,13 @@ class Istat(enum.IntFlag):
     ABRT = 0x80  # abort the SCRIPTS program
 
 
-class Istat1(enum.IntFlag):
+class Istat1:
     SI = 0x01  # SYNC_IRQD
     SRUN = 0x02  # SCRIPTS running
     FLSH = 0x04  # flushing
 
 
-class Ctest2(enum.IntFlag):
+class Ctest2:
     DACK = 0x01  # data acknowledge status
     DREQ = 0x02  # data request status
     TEOP = 0x04  # SCSI true end of process
@@ -226,7 +226,7 @@ class Ctest2(enum.IntFlag):
     DDIR = 0x80  # data transfer direction
 
 
-class Ctest3(enum.IntFlag):
+class Ctest3:
     WRIE = 0x01  # write and invalidate enable
     FM = 0x02  # fetch pin mode
     CLF = 0x04  # clear DMA FIFO (self-clearing)
@@ -234,7 +234,7 @@ class Ctest3(enum.IntFlag):
     REVISION_MASK = 0xF0  # chip revision (read only; 0 as in QEMU)
 
 
-class Ctest5(enum.IntFlag):
+class Ctest5:
     BO_MASK = 0x03  # DMA FIFO byte offset counter bits 9:8 (DBC bits 9:8 here)
     BL2 = 0x04  # burst length bit 2
     DDIR = 0x08  # DMA direction
@@ -244,7 +244,7 @@ class Ctest5(enum.IntFlag):
     ADCK = 0x80  # clock address incrementor
 
 
-class Dmode(enum.IntFlag):
+class Dmode:
     MAN = 0x01  # manual start: DSP writes do not start SCRIPTS, DCNTL.STD does
     BOF = 0x02  # burst opcode fetch
     ERMP = 0x04  # enable read multiple
@@ -254,7 +254,7 @@ class Dmode(enum.IntFlag):
     BL_MASK = 0xC0  # burst length
 
 
-class Dcntl(enum.IntFlag):
+class Dcntl:
     COM = 0x01  # 53C700 compatibility off
     IRQD = 0x02  # IRQ disable: the INTA pin stays deasserted
     STD = 0x04  # start DMA operation (manual start, single step)
@@ -265,7 +265,7 @@ class Dcntl(enum.IntFlag):
     CLSE = 0x80  # cache line size enable
 
 
-class Sist0(enum.IntFlag):
+class Sist0:
     PAR = 0x01  # parity error (fatal)
     RST = 0x02  # SCSI RST received (fatal)
     UDC = 0x04  # unexpected disconnect (fatal)
@@ -279,7 +279,7 @@ class Sist0(enum.IntFlag):
 SIST0_NONFATAL = Sist0.CMP | Sist0.SEL | Sist0.RSL  # halt SCRIPTS only when enabled
 
 
-class Sist1(enum.IntFlag):
+class Sist1:
     HTH = 0x01  # handshake-to-handshake timer expired (non-fatal)
     GEN = 0x02  # general purpose timer expired (non-fatal)
     STO = 0x04  # selection or reselection timeout (fatal)
@@ -289,14 +289,14 @@ class Sist1(enum.IntFlag):
 SIST1_NONFATAL = Sist1.GEN | Sist1.HTH
 
 
-class Stime1(enum.IntFlag):
+class Stime1:
     GEN_MASK = 0x0F  # general purpose timer period: 0 off, n gives 125 us << (n - 1)
     GENSF = 0x20  # GEN timer scale factor: periods times 16
     HTHSF = 0x40  # HTH timer scale factor
     HTHBA = 0x80  # HTH timer during bus activity
 
 
-class Stest3(enum.IntFlag):
+class Stest3:
     SOI = 0x01  # SCSI FIFO test
     CSF = 0x02  # clear SCSI FIFO (self-clearing)
     STW = 0x04  # SCSI FIFO test write
@@ -307,7 +307,7 @@ class Stest3(enum.IntFlag):
     TE = 0x80  # TolerANT enable
 
 
-class Ccntl0(enum.IntFlag):
+class Ccntl0:
     DILS = 0x01  # disable internal load and store
     DISFC = 0x10  # disable auto FIFO clear
     ENNDJ = 0x20  # enable jump on non data phase mismatches
@@ -315,7 +315,7 @@ class Ccntl0(enum.IntFlag):
     ENPMJ = 0x80  # enable phase mismatch jump instead of an MA interrupt
 
 
-class Ccntl1(enum.IntFlag):
+class Ccntl1:
     EN64DBMV = 0x01  # 64-bit direct block moves: a third instruction dword
     EN64TIBMV = 0x02  # 64-bit table indirect block moves
     TIMOD64 = 0x04  # 64-bit table indirect indexing mode

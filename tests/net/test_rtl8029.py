@@ -58,7 +58,10 @@ def test_the_board_interrupt_drives_inta_and_the_status_bit_unless_disabled():
     nic.config_write(COMMAND, 2, nic.command | Command.INTX_DISABLE)
     assert levels[-1] is False  # masked on the wire, still pending in STATUS
     assert status(nic) & Status.INTERRUPT
+    nic.config_write(COMMAND, 2, nic.command & ~Command.INTX_DISABLE)
+    assert levels[-1] is True  # still pending: the wire follows again
     io.write(ISR, 1, RDC)
+    assert levels[-1] is False
     assert not status(nic) & Status.INTERRUPT
 
 

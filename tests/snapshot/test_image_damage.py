@@ -43,9 +43,14 @@ def refuses(path, match: str) -> None:
     assert path.read_bytes() == before  # nothing written over it
 
 
-def test_the_intact_image_resumes(suspended):
-    machine = resume(suspended[0], serial_out=io.BytesIO())
-    machine.close()
+def test_the_intact_image_resumes_and_runs_to_the_guest_s_verdict(suspended):
+    out = io.BytesIO()
+    machine = resume(suspended[0], serial_out=out)
+    try:
+        assert machine.run(max_seconds=60).status == 0
+    finally:
+        machine.close()
+    assert out.getvalue().endswith(b"PASS scsi\n")
 
 
 @pytest.mark.parametrize("fraction", [i / 20 for i in range(20)])

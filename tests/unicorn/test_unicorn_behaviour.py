@@ -811,6 +811,7 @@ def test_cpu_unmap_keeps_cr2_and_the_previous_exception_clear():
     cpu.set_reg("cr2", 0x1234)
     cpu.uc.mmio_map(UNMAPPED_PHYSICAL, 0x1000, lambda *a: 0, None, lambda *a: None, None)
     cpu.unmap(UNMAPPED_PHYSICAL, 0x1000)
+    assert not any(begin <= UNMAPPED_PHYSICAL <= end for begin, end, _ in cpu.uc.mem_regions())
     assert cpu.reg("cr2") == 0x1234
     assert context_int(cpu.uc, cpu.offsets.old_exception) == -1
 

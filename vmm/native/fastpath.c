@@ -42,7 +42,7 @@ struct vmm_fast {
     port_out_fn port_out;
     io_denied_fn io_denied;
     int32_t first_block; /* set at each slice start: the first block always runs */
-    volatile int32_t timer_due; /* the preemption timer expired (see timer_stop_wanted) */
+    volatile int32_t timer_due; /* the preemption timer expired (see interrupt_stop_wanted) */
     uint32_t deferred_blocks;   /* blocks run since the timer came due with IF clear */
     int32_t timer_waits_for_if; /* the armed deadline is an interrupt's: it may wait */
     int32_t irq_window;         /* an interrupt waits for EFLAGS.IF: stop once it is set */
@@ -53,42 +53,32 @@ struct vmm_fast {
  * run loop (wall-clock limits, serial input) now and then. */
 #define MAX_DEFERRED_BLOCKS 1000000u
 
-/* A device deadline (a timer tick) that comes due while EFLAGS.IF is clear can deliver
- * nothing, and stopping for it puts tens of microseconds of monitor time between two
- * guest instructions. Linux calibrates the TSC against the PIT with interrupts off and
- * gives up when one loop iteration takes ten times longer than another, so the stop
- * waits for IF (STI and POPF end a block, so the next block start sees it). */
-static int timer_stop_wanted(uc_engine *uc, struct vmm_fast *f)
+/* Two stops matter only once the guest can take an interrupt, so they wait for
+ * EFLAGS.IF (IRET, STI and POPF end a block, so the next block start sees it):
+ * - a device deadline (a timer tick) come due: stopping while IF is clear puts tens of
+ *   microseconds of monitor time between two guest instructions, and Linux, which
+ *   calibrates the TSC against the PIT with interrupts off, gives up when one loop
+ *   iteration takes ten times another. A guest that keeps IF clear still reaches the
+ *   run loop after MAX_DEFERRED_BLOCKS. Forced stops and the wall limit do not wait.
+ * - the interrupt window (VMX has an exit for it): the PIC asserts INTR while IF is
+ *   clear, say inside another interrupt's handler. Nothing else would end the slice
+ *   when IF comes back, and the request would wait for the next timer tick and lose to
+ *   it on priority, again and again (a busy Linux starved its serial interrupt). */
+static int interrupt_stop_wanted(uc_engine *uc, struct vmm_fast *f)
 {
-    uint32_t eflags = EFLAGS_IF;
-    if (!f->timer_due)
-        return 0;
-    if (!f->timer_waits_for_if) {
+    uint32_t eflags = 0;
+    if (f->timer_due && !f->timer_waits_for_if) {
         f->timer_due = 0;
         return 1;
     }
+    if (!f->timer_due && !f->irq_window)
+        return 0;
     uc_reg_read(uc, UC_X86_REG_EFLAGS, &eflags);
-    if (!(eflags & EFLAGS_IF) && ++f->deferred_blocks < MAX_DEFERRED_BLOCKS)
+    if (!(eflags & EFLAGS_IF) && !(f->timer_due && ++f->deferred_blocks >= MAX_DEFERRED_BLOCKS))
         return 0;
     f->timer_due = 0;
-    f->deferred_blocks = 0;
-    return 1;
-}
-
-/* The interrupt window (VMX has an exit for it): the PIC asserts INTR while the guest
- * has interrupts masked, say inside another interrupt's handler. Nothing else may end
- * the slice once the guest's IRET or STI sets IF, and the request would wait for the
- * next timer tick, losing to it again and again (a busy guest never got its serial
- * interrupt). IRET, STI and POPF end a block, so the next block start sees IF. */
-static int irq_window_open(uc_engine *uc, struct vmm_fast *f)
-{
-    uint32_t eflags = 0;
-    if (!f->irq_window)
-        return 0;
-    uc_reg_read(uc, UC_X86_REG_EFLAGS, &eflags);
-    if (!(eflags & EFLAGS_IF))
-        return 0;
     f->irq_window = 0;
+    f->deferred_blocks = 0;
     return 1;
 }
 
@@ -99,8 +89,7 @@ void vmm_block_hook(uc_engine *uc, uint64_t address, uint32_t size, void *user_d
     /* Every slice runs at least one block, so the guest moves on however often a
      * deadline comes due (a timer armed in the past, a device that is always busy). */
     if (!f->first_block &&
-        (f->stop_requested || f->code_bytes >= f->stop_at_bytes || timer_stop_wanted(uc, f) ||
-         irq_window_open(uc, f))) {
+        (f->stop_requested || f->code_bytes >= f->stop_at_bytes || interrupt_stop_wanted(uc, f))) {
         f->stop_requested = 0;
         f->stopped_in_block_hook = 1;
         uc_emu_stop(uc);
