@@ -66,14 +66,21 @@ class NotifyOnWrite:
 
 
 class NotifyOnDeadlineChange(NotifyOnWrite):
-    """For a timer: only a write that moves its next deadline needs a re-arm. Linux
-    programs PIT channel 2 (no interrupt) while it calibrates the TSC, and a slice stop
-    there would look like a stall in its measuring loop."""
+    """Only a write that moves the next deadline of ``timed`` (the device itself, or the
+    chip behind a register window) needs a re-arm. Linux programs PIT channel 2 (no
+    interrupt) while it calibrates the TSC, and a slice stop there would look like a
+    stall in its measuring loop; the LSI's SCRATCH, MBOX and SCRIPTS RAM writes start
+    nothing, and only a write that starts SCRIPTS or the GEN timer does."""
+
+    def __init__(self, device: Device, notify: Callable[[], None], timed=None) -> None:
+        super().__init__(device, notify)
+        self._timed = timed if timed is not None else device
 
     def write(self, offset: int, size: int, value: int) -> None:
-        before = self.device.next_deadline_ns()
+        before = self._timed.next_deadline_ns()
         self.device.write(offset, size, value)
-        if self.device.next_deadline_ns() != before:
+        after = self._timed.next_deadline_ns()
+        if after is not None and after != before:
             self._notify()
 
 

@@ -18,7 +18,7 @@ from devices.pci.function import INTERRUPT_LINE, Bar, BarKind, Command, PciFunct
 from devices.pci.host_bridge import PciHostBridge
 from devices.pic import PicPair
 from devices.base import TimedDevice
-from vmm.bus import Mapping, MmioBus, NotifyOnWrite, PortBus
+from vmm.bus import Mapping, MmioBus, NotifyOnDeadlineChange, PortBus
 from vmm.cpu import Cpu
 from vmm.open_bus import OpenBus
 
@@ -103,7 +103,7 @@ class PciPlatform:
         timed = isinstance(function, TimedDevice)
         for bar, address in function.decoded_bars():
             bus, bucket = (self.ports, ports) if bar.kind is BarKind.IO else (self.mmio, memory)
-            device = NotifyOnWrite(bar.device, self._request_rearm) if timed else bar.device
+            device = NotifyOnDeadlineChange(bar.device, self._request_rearm, function) if timed else bar.device
             try:
                 bucket.append(bus.register(address, bar.size, device))
             except ValueError:

@@ -181,3 +181,28 @@ def test_a_timer_write_asks_for_a_rearm_only_when_its_next_deadline_moves():
     pit.write(0, 1, 0x9C)
     pit.write(0, 1, 0x2E)
     assert rearms  # the first tick is now due at a new time
+
+
+def test_a_register_window_asks_for_a_rearm_only_when_its_chip_gets_a_deadline():
+    """The LSI's BARs: a write to SCRATCH, MBOX or SCRIPTS RAM starts nothing and must
+    not end the slice; the write that starts SCRIPTS gives the chip a deadline."""
+    from vmm.bus import NotifyOnDeadlineChange
+
+    class Chip:
+        deadline = None
+
+        def next_deadline_ns(self):
+            return self.deadline
+
+    class Window(Recorder):
+        def write(self, offset, size, value):
+            super().write(offset, size, value)
+            if offset == 0x2C:  # "DSP": start
+                chip.deadline = 0
+
+    chip, rearms = Chip(), []
+    window = NotifyOnDeadlineChange(Window("lsi-mmio"), lambda: rearms.append(1), chip)
+    window.write(0x34, 4, 0x12345678)  # "SCRATCHA"
+    assert rearms == []
+    window.write(0x2C, 4, 0x1000)
+    assert rearms == [1]
