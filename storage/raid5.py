@@ -310,8 +310,8 @@ class Raid5(Layout):
     # -- parity maintenance -------------------------------------------------------------
 
     def rebuild_source(self, index: int, offset: int, size: int) -> bytes:
-        """Member contents = XOR of all other members over the same range."""
-        self.drain()
+        """Member contents = XOR of all other members over the same range (the caller
+        drains a held stripe first, through the volume's member-failure handling)."""
         others = [d for d in range(self.n) if d != index]
         for d in others:
             if not self.m.readable(d, offset, size):
