@@ -6,9 +6,9 @@ STAMP := $(VENV)/.installed
 NATIVE := vmm/native/fastpath.so
 UNICORN_DIR = $(shell $(PY) -c 'import os, unicorn; print(os.path.dirname(unicorn.__file__))')
 
-.PHONY: all run test test-full bench guests native clean linux
+.PHONY: all run test test-full bench guests native unicorn clean linux
 
-all: $(STAMP) native guests
+all: $(STAMP) unicorn native guests
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,10 +16,18 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# Unicorn 2.1.4 rebuilt with stores to RAM on the fast path (vmm/native/patched_unicorn.py):
+# fetched from PyPI, patched, built with CMake, put in the venv. Redone when the patch changes.
+UNICORN_STAMP := $(VENV)/.unicorn-patched
+unicorn: $(UNICORN_STAMP)
+$(UNICORN_STAMP): vmm/native/unicorn-notdirty.patch vmm/native/patched_unicorn.py $(STAMP)
+	$(PY) -m vmm.native.patched_unicorn
+	touch $(UNICORN_STAMP)
+
 # The monitor's hot path (preemption at block starts, port-I/O checks): a few lines of
 # C, linked against the libunicorn that the Python binding loads.
 native: $(NATIVE)
-$(NATIVE): vmm/native/fastpath.c $(STAMP)
+$(NATIVE): vmm/native/fastpath.c $(STAMP) $(UNICORN_STAMP)
 	$(PY) -m vmm.native
 
 guests:

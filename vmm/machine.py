@@ -88,7 +88,7 @@ class Machine:
         self.mmu = Mmu(self.memory, self._control_registers)
         self.ports = PortBus()
         self.mmio = MmioBus()
-        self.open_bus = OpenBus(self.cpu.uc, self.cpu.unmap)
+        self.open_bus = OpenBus(self.cpu.uc, self.cpu.unmap, self.memory.size)
         self.fast = FastState()
         self.clock = VirtualClock(self.fast, config.deterministic)
         self._serial_out = serial_out or self._open_serial(config.serial)

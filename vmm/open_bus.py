@@ -13,14 +13,18 @@ from typing import Callable
 from unicorn import UC_HOOK_MEM_READ_UNMAPPED, UC_HOOK_MEM_WRITE_UNMAPPED, Uc
 
 PAGE = 0x1000
+ADDRESS_LIMIT = (1 << 64) - 1
 
 
 class OpenBus:
-    def __init__(self, uc: Uc, unmap: Callable[[int, int], None]) -> None:
+    def __init__(self, uc: Uc, unmap: Callable[[int, int], None], ram_end: int) -> None:
         self._uc = uc
         self._unmap = unmap  # Cpu.unmap: keeps the guest's CR2
         self.pages: set[int] = set()
-        uc.hook_add(UC_HOOK_MEM_READ_UNMAPPED | UC_HOOK_MEM_WRITE_UNMAPPED, self._on_unmapped)
+        # Bounded to the addresses above RAM: Unicorn treats any memory hook that
+        # covers a RAM page as a reason to keep every store to it on the slow path.
+        uc.hook_add(UC_HOOK_MEM_READ_UNMAPPED | UC_HOOK_MEM_WRITE_UNMAPPED, self._on_unmapped,
+                    begin=ram_end, end=ADDRESS_LIMIT)
 
     def _on_unmapped(self, uc: Uc, access: int, address: int, size: int, value: int, _user) -> bool:
         first = address & ~(PAGE - 1)
