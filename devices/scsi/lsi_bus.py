@@ -322,6 +322,8 @@ class ScsiBus:
     def _data_out(self, data: bytes) -> int:
         c = self.conn
         taken = self.wanted_out(len(data))
+        if not isinstance(c.data, bytearray):
+            c.data = bytearray(c.data)  # appended in place: a scatter list of pages is linear
         c.data += data[:taken]
         c.data_position += taken
         if c.data_position >= c.data_length:
@@ -338,8 +340,8 @@ class ScsiBus:
     # -- saved state ------------------------------------------------------------------------
     def save_state(self) -> dict[str, Any]:
         return {
-            "connection": asdict(self.conn),
-            "suspended": [asdict(nexus) for nexus in self.suspended],
+            "connection": _plain_connection(self.conn),
+            "suspended": [_plain_connection(nexus) for nexus in self.suspended],
             "disconnect_reads": self.disconnect_reads,
         }
 
@@ -350,3 +352,7 @@ class ScsiBus:
         self._request = None
 
 
+def _plain_connection(conn: Connection) -> dict[str, Any]:
+    state = asdict(conn)
+    state["data"] = bytes(conn.data)  # a DATA OUT in progress is a bytearray
+    return state

@@ -5,6 +5,7 @@ an uninterrupted run does (deterministic mode)."""
 
 from __future__ import annotations
 
+import io
 import shutil
 import signal
 import subprocess
@@ -20,7 +21,7 @@ from tests.helpers import REPO, guest
 from tests.host.test_units import disk_contents, patterned_disk, uninterrupted
 from vmm.checkpoint import CheckpointStore, prepare_disks
 from vmm.host import Host, HostError, call
-from vmm.machine import MachineConfig
+from vmm.machine import Machine, MachineConfig
 
 MIB = 32
 CHUNK = 64 * 1024  # scsibench writes 64 KiB chunks from LBA 0 up, each exactly once
@@ -40,6 +41,17 @@ def reference(tmp_path):
     output, status = uninterrupted(guest("scsibench"), bench(disk))
     assert (output, status) == (b"done\nPASS scsibench\n", 0)
     return output, disk.read_bytes()
+
+
+def guest_code_of_a_whole_run(tmp_path) -> int:
+    """Bytes of guest code a deterministic scsibench run enters from boot to exit."""
+    out = io.BytesIO()
+    machine = Machine(bench(patterned_disk(tmp_path / "whole.img", MIB)), serial_out=out)
+    machine.load(guest("scsibench"))
+    assert machine.run(max_seconds=120).status == 0
+    code = machine.fast.code_bytes
+    machine.close()
+    return code
 
 
 def chunks_written(contents: bytes, final: bytes, untouched: bytes) -> int:
@@ -94,6 +106,8 @@ def test_a_vm_whose_unit_died_restarts_from_its_newest_checkpoint_and_finishes_a
     assert (again.state, again.status) == ("exited", 0)
     assert console.read_bytes() == output
     assert disk_contents(disk) == final
+    # It went on from the checkpoint: a boot from scratch would run the whole program.
+    assert 0 < again.machine.fast.code_bytes < guest_code_of_a_whole_run(tmp_path)
 
 
 def test_periodic_checkpoints_keep_only_the_newest_k(tmp_path, reference):

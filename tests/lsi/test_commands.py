@@ -9,6 +9,7 @@ from devices.scsi import lsi_registers as R
 from devices.scsi.lsi_registers import Dstat, Istat
 from devices.scsi.scripts import EngineState
 
+from tests.helpers import assert_plain
 from tests.lsi.asm import ADD, DATA_IN, DATA_OUT, MSG_IN, MSG_OUT, STATUS, COMMAND, Program
 from tests.lsi.fakes import BLOCK, RAM_BAR_BASE, FakeDisk, Rig
 from tests.lsi.programs import (
@@ -130,6 +131,7 @@ class TestSlicesAndState:
         rig.run(finish(p))
         assert rig.r32(R.DSPS) == 0x1
         state = rig.chip.save_state()
+        assert_plain(state)  # the 700 bytes buffered so far are saved as bytes
         disk = FakeDisk()
         other = Rig({0: disk})
         other.dma.ram[:] = rig.dma.ram
