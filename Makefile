@@ -16,11 +16,12 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# Unicorn 2.1.4 rebuilt with stores to RAM on the fast path (vmm/native/patched_unicorn.py):
+# Unicorn 2.1.4 rebuilt with stores to RAM on the fast path and a gated block hook
+# (vmm/native/patched_unicorn.py):
 # fetched from PyPI, patched, built with CMake, put in the venv. Redone when the patch changes.
 UNICORN_STAMP := $(VENV)/.unicorn-patched
 unicorn: $(UNICORN_STAMP)
-$(UNICORN_STAMP): vmm/native/unicorn-notdirty.patch vmm/native/patched_unicorn.py $(STAMP)
+$(UNICORN_STAMP): vmm/native/unicorn-notdirty.patch vmm/native/unicorn-block-hook-gate.patch vmm/native/patched_unicorn.py $(STAMP)
 	$(PY) -m vmm.native.patched_unicorn
 	touch $(UNICORN_STAMP)
 

@@ -203,6 +203,8 @@ class BareUnicorn:
         )
         if status:
             raise BenchFailure(f"cannot add the native block hook: Unicorn error {status}")
+        # As the monitor runs it in wall-clock mode: behind the gate, which stays closed.
+        self._fast.hook_always = int(not native.gate_block_hook(self.uc, self._fast))
 
     def run(self) -> None:
         self.uc.emu_start(self.entry, 0)

@@ -185,7 +185,7 @@ class Machine:
     def _frame_arrived(self, frame: bytes) -> None:
         """From the backend's thread: queue, and stop the guest at the next block."""
         self._frames.put(frame)
-        self.fast.stop_requested = 1
+        self.fast.request_stop()
         self._external.set()
 
     def close(self) -> None:
@@ -364,12 +364,12 @@ class Machine:
         # Raised by a device while the guest runs: deliver at the next block boundary.
         # Between slices the run loop delivers anyway: a stop would only cost a slice.
         if asserted and self.in_slice:
-            self.fast.stop_requested = 1
+            self.fast.request_stop()
 
     def request_rearm(self) -> None:
         """A timed device was written: its deadline may have moved, so end the slice
         at the next block boundary and let the run loop re-arm it."""
-        self.fast.stop_requested = 1
+        self.fast.request_stop()
 
     def request_stop(self) -> None:
         """Stop the guest now, from inside a port hook (never from an MMIO callback:
@@ -424,7 +424,7 @@ class Machine:
                 self._external.set()
                 return
             self._input.put(data)
-            self.fast.stop_requested = 1
+            self.fast.request_stop()
             self._external.set()
 
 

@@ -102,6 +102,9 @@ class RunLoop:
         fast.stop_at_bytes = NEVER
         user = native.ctypes.cast(native.ctypes.pointer(fast), native.ctypes.c_void_p)
         self._native_hook("vmm_block_hook", UC_HOOK_BLOCK, user)
+        # Deterministic time counts every block; otherwise the hook only runs while a
+        # stop is wanted (an engine without the gate runs it at every block).
+        fast.hook_always = int(self.clock.deterministic or not native.gate_block_hook(self.uc, fast))
         self._native_hook("vmm_in_hook", UC_HOOK_INSN, user, X.UC_X86_INS_IN)
         self._native_hook("vmm_out_hook", UC_HOOK_INSN, user, X.UC_X86_INS_OUT)
         self.uc.hook_add(UC_HOOK_INSN, self._on_cpuid, None, 1, 0, X.UC_X86_INS_CPUID)
@@ -191,14 +194,14 @@ class RunLoop:
         """From any thread: end ``run()`` with PARKED at the next slice boundary (a
         guest waiting in HLT for a frame or a key is put back on its HLT)."""
         self.park_requested = True
-        self.fast.stop_requested = 1
+        self.fast.request_stop()
         self.machine.wake()
 
     def request_action(self, action: Callable[[], None]) -> None:
         """From any thread: run ``action`` at the next slice boundary, on the loop's
         thread (checkpoints are taken so)."""
         self._actions.append(action)
-        self.fast.stop_requested = 1
+        self.fast.request_stop()
 
     def _between_slices(self) -> None:
         machine = self.machine
@@ -222,7 +225,7 @@ class RunLoop:
     def request_suspend(self, image: str) -> None:
         """From any thread: suspend to ``image`` at the next slice boundary."""
         self.suspend_to = image
-        self.fast.stop_requested = 1
+        self.fast.request_stop()
 
     def _at_boundary(self) -> None:
         """Run requested actions, then park or suspend if asked."""
@@ -254,7 +257,7 @@ class RunLoop:
         self.portio.alarm = self._exit_alarm
 
     def _exit_alarm(self) -> None:
-        self.fast.stop_requested = 1
+        self.fast.request_stop()
 
     def _deliver(self, event: Event) -> None:
         try:
@@ -277,7 +280,7 @@ class RunLoop:
         if self.cpu.in_interrupt_shadow():
             # Right after STI (`sti; hlt` must halt first): let one block run (the
             # block after STI is that one instruction) and come back.
-            self.fast.stop_requested = 1
+            self.fast.request_stop()
             return
         vector = pic.acknowledge()
         self.stats.count("interrupt")
@@ -306,6 +309,7 @@ class RunLoop:
         self.slices += 1
         fast.stopped_in_block_hook = 0
         fast.first_block = 1
+        fast.hook_gate = 1  # the first block's hook closes it unless a stop is pending
         machine = self.machine
         machine.begin_slice()
         try:

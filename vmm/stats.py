@@ -21,6 +21,7 @@ def print_stats(machine: Machine, stream: TextIO) -> None:
         table.add_row(reason, "", str(count))
     for device, count in sorted(stats.by_device.items(), key=lambda item: -item[1]):
         table.add_row("", device, str(count))
-    table.add_row("guest code", f"{machine.fast.blocks} blocks", f"{machine.fast.code_bytes} bytes")
+    if machine.fast.hook_always:  # otherwise the block hook runs only to stop the guest
+        table.add_row("guest code", f"{machine.fast.blocks} blocks", f"{machine.fast.code_bytes} bytes")
     table.add_row("virtual time", "", f"{machine.clock.now_ns() / 1e9:.6f} s")
     Console(file=stream, width=100).print(table)

@@ -42,7 +42,14 @@ class FastState(ctypes.Structure):
         ("deferred_blocks", ctypes.c_uint32),
         ("timer_waits_for_if", ctypes.c_int32),
         ("irq_window", ctypes.c_int32),
+        ("hook_gate", ctypes.c_int32),
+        ("hook_always", ctypes.c_int32),
     ]
+
+    def request_stop(self) -> None:
+        """Stop the guest at the next block boundary (from any thread, or a hook)."""
+        self.stop_requested = 1
+        self.hook_gate = 1  # after the flag: the hook closes the gate before reading it
 
 
 class NativeBuildError(RuntimeError):
@@ -101,6 +108,23 @@ def load() -> ctypes.CDLL:
         library.vmm_take_suspend_signal.restype = ctypes.c_int
         _library = library
     return _library
+
+
+def gate_block_hook(uc, fast: FastState) -> bool:
+    """Have ``uc`` call its block hook only while ``fast.hook_gate`` is set; False when
+    the engine lacks the gate (vmm/native/unicorn-block-hook-gate.patch)."""
+    from unicorn.unicorn_py3.unicorn import uclib
+
+    set_gate = getattr(uclib, "uc_set_block_hook_gate", None)
+    if set_gate is None:
+        return False
+    set_gate.argtypes = (ctypes.c_void_p, ctypes.c_void_p)
+    set_gate.restype = ctypes.c_int
+    gate = ctypes.addressof(fast) + FastState.hook_gate.offset
+    if set_gate(uc._uch, gate) != 0:
+        raise RuntimeError("uc_set_block_hook_gate failed")
+    uc._vmm_gate_owner = fast  # the engine reads the word: keep its owner alive
+    return True
 
 
 def hook_address(name: str) -> int:

@@ -13,6 +13,10 @@
  * 3. The preemption timer: a POSIX timer whose signal raises `timer_due` at a
  *    host-time deadline; the block hook honours it once EFLAGS.IF is set. Arming it is one system call that needs no Python lock and
  *    wakes no thread: at a 1 kHz guest timer that is the difference that counts.
+ *    With the patched Unicorn (vmm/native/unicorn-block-hook-gate.patch) the
+ *    translated code calls the hook only while `hook_gate` is set: whoever raises a
+ *    flag opens it, the hook closes it when nothing is left to do, and deterministic
+ *    time keeps it open. A block then costs a load and a branch instead of a call.
  * 4. I/O privilege. Unicorn lets any CPL execute IN/OUT. The port hooks check CPL
  *    against EFLAGS.IOPL here and only call the monitor's slow path (which reads the
  *    TSS I/O bitmap) when the check fails.
@@ -46,6 +50,8 @@ struct vmm_fast {
     uint32_t deferred_blocks;   /* blocks run since the timer came due with IF clear */
     int32_t timer_waits_for_if; /* the armed deadline is an interrupt's: it may wait */
     int32_t irq_window;         /* an interrupt waits for EFLAGS.IF: stop once it is set */
+    volatile int32_t hook_gate; /* the patched Unicorn calls the block hook only while set */
+    int32_t hook_always;        /* deterministic time counts every block: never close it */
 };
 
 #define EFLAGS_IF (1u << 9)
@@ -82,10 +88,22 @@ static int interrupt_stop_wanted(uc_engine *uc, struct vmm_fast *f)
     return 1;
 }
 
+/* open_hook_gate: whoever raises a flag the hook acts on opens the gate after it. */
+static inline void open_hook_gate(struct vmm_fast *f)
+{
+    f->hook_gate = 1;
+}
+
 void vmm_block_hook(uc_engine *uc, uint64_t address, uint32_t size, void *user_data)
 {
     struct vmm_fast *f = user_data;
     (void)address;
+    if (!f->hook_always) {
+        /* Closed before the flags are read, with a full fence (the timer's signal may
+         * run on another thread): a flag raised from here on opens it again. */
+        f->hook_gate = 0;
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    }
     /* Every slice runs at least one block, so the guest moves on however often a
      * deadline comes due (a timer armed in the past, a device that is always busy). */
     if (!f->first_block &&
@@ -98,6 +116,9 @@ void vmm_block_hook(uc_engine *uc, uint64_t address, uint32_t size, void *user_d
     f->first_block = 0;
     f->blocks++;
     f->code_bytes += size ? size : 1;
+    /* Still to act on: a request after this first block, or a stop waiting for IF. */
+    if (f->stop_requested || f->timer_due || f->irq_window)
+        open_hook_gate(f);
 }
 
 #define EFLAGS_IOPL_SHIFT 12
@@ -201,8 +222,10 @@ static void timer_signal(int signo, siginfo_t *info, void *context)
     struct vmm_fast *f;
     (void)signo;
     (void)context;
-    if (t && (f = t->fast) != NULL)
+    if (t && (f = t->fast) != NULL) {
         f->timer_due = 1;
+        open_hook_gate(f);
+    }
 }
 
 static int64_t monotonic_ns(void)
@@ -248,6 +271,7 @@ void vmm_timer_arm(struct vmm_timer *t, int64_t deadline_ns)
     t->fast->timer_due = 0; /* the deadline it was for is replaced */
     if (deadline_ns >= 0 && deadline_ns <= monotonic_ns()) {
         t->fast->timer_due = 1; /* already due */
+        open_hook_gate(t->fast);
         deadline_ns = -1;
     }
     if (deadline_ns >= 0) {
@@ -280,8 +304,10 @@ static void suspend_signal(int signo)
     struct vmm_fast *f = signal_watcher;
     (void)signo;
     suspend_signalled = 1;
-    if (f)
+    if (f) {
         f->stop_requested = 1;
+        open_hook_gate(f);
+    }
 }
 
 void vmm_catch_suspend_signal(void)
