@@ -47,6 +47,9 @@ def test_a_pool_disk_with_redo_keeps_the_pool_disk_unchanged_until_commit(tmp_pa
     assert run.returncode == 0, run.stderr
     disk = open_pool_disk(pool, "/demo.dsk")
     assert disk.chain() == ["demo.dsk", "demo.redo"]
+    # The guest's writes are in the overlay (the guest may write what the first run
+    # wrote, so the content alone would not show where they went).
+    assert disk.layers[-1].allocated().size > 0
     disk.revert()
     assert disk.read(0, disk.num_blocks) == content
     disk.close()

@@ -39,18 +39,20 @@ def set_gate(uc, word) -> None:
     assert uclib.uc_set_block_hook_gate(uc._uch, ctypes.c_void_p(address)) == 0
 
 
-def count_blocks(uc) -> list[int]:
+def run_behind_a_closed_gate():
+    """The counting loop run once with a block hook behind a closed gate: (uc, code,
+    blocks the hook saw, the gate word)."""
+    uc, code = flat_uc(COUNTING_LOOP)
     entered: list[int] = []
     uc.hook_add(UC_HOOK_BLOCK, lambda _uc, address, _size, _user: entered.append(address))
-    return entered
-
-
-def test_a_closed_gate_skips_the_block_hook_and_an_open_one_calls_it_at_every_block():
-    uc, code = flat_uc(COUNTING_LOOP)
-    entered = count_blocks(uc)
     gate = ctypes.c_int32(0)
     set_gate(uc, gate)
     uc.emu_start(CODE, 0)
+    return uc, code, entered, gate
+
+
+def test_a_closed_gate_skips_the_block_hook_and_an_open_one_calls_it_at_every_block():
+    uc, code, entered, gate = run_behind_a_closed_gate()
     assert entered == [] and uc.reg_read(X.UC_X86_REG_ECX) == 0
     gate.value = 1  # the same translated blocks, now with the gate open
     uc.emu_start(CODE, 0)
@@ -59,11 +61,7 @@ def test_a_closed_gate_skips_the_block_hook_and_an_open_one_calls_it_at_every_bl
 
 
 def test_removing_the_gate_makes_every_block_call_the_hook_again():
-    uc, code = flat_uc(COUNTING_LOOP)
-    entered = count_blocks(uc)
-    gate = ctypes.c_int32(0)
-    set_gate(uc, gate)
-    uc.emu_start(CODE, 0)
+    uc, _code, entered, _gate = run_behind_a_closed_gate()
     set_gate(uc, None)  # drops the translated blocks, which tested the gate
     uc.emu_start(CODE, 0)
     assert len(entered) == 1 + LOOP_BLOCKS
