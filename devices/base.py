@@ -118,18 +118,21 @@ class Stateful(Protocol):
     def load_state(self, state: dict[str, Any]) -> None: ...
 
 
+def plain_value(value: Any) -> Any:
+    """``value`` with every enum member (an int subclass) made a plain int, through dicts
+    and lists, so saved state is plain data (dicts, lists, ints, bools, bytes, strings)."""
+    if isinstance(value, dict):
+        return {key: plain_value(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [plain_value(item) for item in value]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return int(value)
+    return value
+
+
 def plain_state(items: list[tuple[str, Any]]) -> dict[str, Any]:
-    """``dict_factory`` for ``dataclasses.asdict``: enum members become ints, so saved
-    state is plain data (lists, ints, bools, bytes, strings)."""
-
-    def plain(value: Any) -> Any:
-        if isinstance(value, list):
-            return [plain(v) for v in value]
-        if isinstance(value, int) and not isinstance(value, bool):
-            return int(value)
-        return value
-
-    return {key: plain(value) for key, value in items}
+    """``dict_factory`` for ``dataclasses.asdict``: see :func:`plain_value`."""
+    return {key: plain_value(value) for key, value in items}
 
 
 class ByteRegisters:

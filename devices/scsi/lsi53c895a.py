@@ -30,7 +30,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from devices.base import Clock, Dma, DmaError
+from devices.base import Clock, Dma, DmaError, plain_value
 from devices.pci.function import LATENCY_TIMER, Bar, BarKind, PciFunction
 from devices.scsi import lsi_registers as R
 from devices.scsi.lsi_bus import ScsiBus
@@ -47,17 +47,6 @@ MMIO_BAR_SIZE = 0x400  # QEMU's size; the 256-byte register file repeats in it
 SCRIPTS_RAM_SIZE = 0x2000  # QEMU models 8 KiB (2048 dwords)
 SCRIPTS_SLICE = 1000  # instructions per call before the engine yields to the guest
 GEN_TIMER_BASE_NS = 125_000  # STIME1 GEN code 1 is 125 us; each code doubles it
-
-
-def _plain(value: Any) -> Any:
-    """Enum members (IntFlag results of bit arithmetic) become plain ints in saved state."""
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_plain(item) for item in value]
-    if isinstance(value, bool) or value is None or isinstance(value, (str, bytes)):
-        return value
-    return int(value)
 
 
 class RegisterWindow:
@@ -482,9 +471,9 @@ class Lsi53c895a(PciFunction):
     def save_state(self) -> dict[str, Any]:
         return {
             "pci": super().save_state(),
-            "registers": _plain(asdict(self.regs)),
+            "registers": plain_value(asdict(self.regs)),
             "scripts": self.scripts.save_state(),
-            "bus": _plain(self.bus.save_state()),
+            "bus": plain_value(self.bus.save_state()),
             "scripts_ram": bytes(self.scripts_ram.data),
             "gen_deadline_ns": self.gen_deadline_ns,
         }
