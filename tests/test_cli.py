@@ -184,3 +184,17 @@ def test_nic_option_takes_a_model_and_refuses_an_unknown_one():
     assert parse_nic("switch:lan0", None).model == "ne2000"
     with pytest.raises(ValueError, match="model must be one of ne2000, rtl8029, not e1000"):
         parse_nic("switch:lan0,model=e1000", None)
+
+
+def test_run_warns_when_the_engine_is_the_stock_wheel(exits_with, monkeypatch, capsys):
+    from vmm import cli
+    from vmm.native import patched_unicorn
+
+    monkeypatch.setattr(patched_unicorn, "is_installed", lambda: False)
+    assert cli.main(["run", str(exits_with(3))]) == 3
+    assert "libunicorn is not the patched build" in capsys.readouterr().err
+
+
+def test_run_on_the_patched_engine_prints_no_warning(exits_with):
+    boot = run_vmm(str(exits_with(0)))
+    assert boot.status == 0 and "warning" not in boot.stderr

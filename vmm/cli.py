@@ -160,6 +160,17 @@ def cmd_switch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warn_about_a_stock_engine() -> None:
+    """Guests run several times slower on the libunicorn of the PyPI wheel (stores on
+    the slow path, the block hook at every block): say so, and how to fix it."""
+    from vmm.native import patched_unicorn
+
+    if not patched_unicorn.is_installed():
+        print("vmm: warning: libunicorn is not the patched build; guest code runs several "
+              "times slower (`make` or `python -m vmm.native.patched_unicorn` builds it)",
+              file=sys.stderr)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from vmm.loaders import LoaderError
     from vmm.machine import Machine, MachineConfig
@@ -172,6 +183,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if not _suspend_options_valid(args):
         return 2
+    _warn_about_a_stock_engine()
     _hold_sigusr1(args)
     try:
         nic = parse_nic(args.nic, args.pcap) if args.nic else None
