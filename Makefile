@@ -4,7 +4,6 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 NATIVE := vmm/native/fastpath.so
-UNICORN_DIR = $(shell $(PY) -c 'import os, unicorn; print(os.path.dirname(unicorn.__file__))')
 
 .PHONY: all run test test-full bench guests native unicorn clean linux
 
@@ -17,18 +16,16 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Unicorn 2.1.4 rebuilt with stores to RAM on the fast path and a gated block hook
-# (vmm/native/patched_unicorn.py):
-# fetched from PyPI, patched, built with CMake, put in the venv. Redone when the patch changes.
-UNICORN_STAMP := $(VENV)/.unicorn-patched
-unicorn: $(UNICORN_STAMP)
-$(UNICORN_STAMP): vmm/native/unicorn-notdirty.patch vmm/native/unicorn-block-hook-gate.patch vmm/native/patched_unicorn.py $(STAMP)
+# (vmm/native/patched_unicorn.py): fetched from PyPI, patched, built with CMake, put in
+# the venv. The module keeps its own stamp beside the library and does nothing when the
+# installed build matches the patches.
+unicorn: $(STAMP)
 	$(PY) -m vmm.native.patched_unicorn
-	touch $(UNICORN_STAMP)
 
 # The monitor's hot path (preemption at block starts, port-I/O checks): a few lines of
 # C, linked against the libunicorn that the Python binding loads.
 native: $(NATIVE)
-$(NATIVE): vmm/native/fastpath.c $(STAMP) $(UNICORN_STAMP)
+$(NATIVE): vmm/native/fastpath.c $(STAMP)
 	$(PY) -m vmm.native
 
 guests:

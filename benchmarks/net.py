@@ -27,7 +27,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import struct
 import subprocess
 import sys
@@ -42,6 +41,7 @@ from rich.table import Table
 
 from benchmarks import BenchFailure, Row, Sample, Stopwatch, load_average, round_robin
 from devices.net.pcap import read_pcap
+from vmm.netbackend import free_udp_port
 
 AREA = "net"
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,12 +103,6 @@ class PingPong:
 
 
 # -- helpers ------------------------------------------------------------------------------
-
-
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _echo_span(capture: Path, count: int, who: str) -> float:
@@ -221,7 +215,7 @@ def run_qemu(size: int, count: int, workdir: Path) -> Sample:
     who = f"netbench size={size} count={count} on QEMU"
     capture = workdir / f"qemu-{size}.pcap"
     capture.unlink(missing_ok=True)
-    ping_port, pong_port = _free_udp_port(), _free_udp_port()
+    ping_port, pong_port = free_udp_port(), free_udp_port()
 
     def nic(mac: str, local: int, remote: int) -> list[str]:
         return [

@@ -68,31 +68,25 @@ class Members:
             raise MemberError(i, e) from None
 
     def write(self, i: int, offset: int, data) -> None:
+        self._member_write(i, offset, lambda device, at: device.write(at, data))
+
+    def writev(self, i: int, offset: int, bufs: list[memoryview]) -> None:
+        """Write ``bufs`` back to back at ``offset`` of member ``i`` in one device write."""
+        self._member_write(i, offset, lambda device, at: device.writev(at, bufs))
+
+    def _member_write(self, i: int, offset: int, put) -> None:
+        """``put(device, absolute_offset)`` on member ``i``, and on its move target."""
         rec = self.records[i]
         try:
-            self._device(i).write(rec.offset + offset, data)
+            put(self._device(i), rec.offset + offset)
         except DeviceIOError as e:
             raise MemberError(i, e) from None
         if rec.move is not None and offset < rec.move["copied"] and i in self.targets:
             # Being moved: the copied part must see this write too (the rest will be copied).
             try:
-                self.targets[i].write(rec.move["offset"] + offset, data)
+                put(self.targets[i], rec.move["offset"] + offset)
             except DeviceIOError:
                 rec.move = None  # the target failed: the move is abandoned, data stays put
-                del self.targets[i]
-
-    def writev(self, i: int, offset: int, bufs: list[memoryview]) -> None:
-        """Write ``bufs`` back to back at ``offset`` of member ``i`` in one device write."""
-        rec = self.records[i]
-        try:
-            self._device(i).writev(rec.offset + offset, bufs)
-        except DeviceIOError as e:
-            raise MemberError(i, e) from None
-        if rec.move is not None and offset < rec.move["copied"] and i in self.targets:
-            try:  # as in write(): the copied part of a member being moved follows
-                self.targets[i].writev(rec.move["offset"] + offset, bufs)
-            except DeviceIOError:
-                rec.move = None
                 del self.targets[i]
 
     def writev_survive(self, i: int, offset: int, bufs: list[memoryview]) -> bool:

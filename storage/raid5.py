@@ -175,7 +175,7 @@ class Raid5(Layout):
         alone, no reads. Each member gets a single gathered write of its rows, taken
         straight from the callers' buffers and the parity."""
         n, su = self.n, self.su
-        wide = np.uint64 if su % 8 == 0 else np.uint8  # XOR 8 bytes at a time
+        wide = np.uint64  # XOR 8 bytes at a time: stripe units are multiples of 512
         stripes, parities = [], []
         for part in ([head] if head is not None else []) + ([data] if count else []):
             v = memoryview(part).cast("B")

@@ -47,8 +47,7 @@ class Rebuild:
         start = rec.rebuilt
         n = min(self.step, rec.length - start)
         if n > 0:
-            # Held-back writes land first; a member that fails doing so is failed, not raised.
-            self.volume._retry(self.volume.layout.drain)
+            self.volume.drain()  # held-back writes land before their stripe is rebuilt
             data = self.volume.layout.rebuild_source(self.index, start, n)
             self.volume.members.write(self.index, start, data)
             rec.rebuilt = start + n

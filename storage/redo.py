@@ -213,11 +213,12 @@ class RedoFile:
     def _slot_offset(self, phys: int) -> int:
         return self.hdr.data_offset + (phys - 1) * self.cs
 
-    def read_clusters(self, first: int, last: int) -> bytes:
-        """Contents of clusters [first, last), all present here; checksums verified."""
+    def read_clusters(self, first: int, last: int) -> bytearray:
+        """Contents of clusters [first, last), all present here; checksums verified. A
+        fresh buffer the caller may keep or change (no copy to bytes on the way out)."""
         buf = bytearray((last - first) * self.cs)
         self.read_clusters_into(first, last, memoryview(buf))
-        return bytes(buf)
+        return buf
 
     def read_clusters_into(self, first: int, last: int, out: memoryview) -> None:
         """Fill ``out`` with clusters [first, last), all present here; verified.

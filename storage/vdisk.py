@@ -230,7 +230,7 @@ class VirtualDisk:
         top = self.layers[-1]
         cs = top.cs
         if top.present(cluster, cluster + 1)[0]:
-            old = bytearray(top.read_clusters(cluster, cluster + 1))
+            old = top.read_clusters(cluster, cluster + 1)  # a fresh buffer: patched in place
         else:
             old = bytearray(self._read_below(len(self.layers) - 1, cluster, cluster + 1))
         off = at - cluster * cs

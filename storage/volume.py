@@ -141,11 +141,15 @@ class Volume:
         self.stats.writes += 1
         self.stats.bytes_written += len(data)
 
+    def drain(self) -> None:
+        """Write what the layout holds back in memory (a RAID 5 stripe start); a member
+        that fails doing so is failed and the write retried degraded. If too many
+        members fail, this raises rather than pretend the data landed."""
+        self._retry(self.layout.drain)
+
     def flush(self) -> None:
         """Make every write so far durable, then clear the write-intent bitmap."""
-        # Data held back in memory first; if too many members failed to write it, this
-        # raises rather than report a flush that did not happen.
-        self._retry(self.layout.drain)
+        self.drain()
         for i, dev in enumerate(self.members.devices):
             if dev is not None and not dev.failed:
                 dev.sync()

@@ -9,6 +9,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from vmm.netbackend import free_udp_port  # noqa: F401  (the tests import it from here)
+
 REPO = Path(__file__).resolve().parent.parent
 GUEST_BUILD = REPO / "guests" / "build"
 QEMU = shutil.which("qemu-system-i386")
@@ -87,14 +89,6 @@ def run_qemu(
     cmd = qemu_command(kernel, append, memory_mib, extra)
     proc = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL, timeout=timeout)
     return Boot(proc.stdout.decode(errors="replace"), qemu_status(proc.returncode), proc.stderr.decode(errors="replace"))
-
-
-def free_udp_port() -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def qemu_nic(local: int, remote: int, mac: str = "52:54:00:12:34:56") -> list[str]:

@@ -184,6 +184,10 @@ def test_nic_option_takes_a_model_and_refuses_an_unknown_one():
     assert parse_nic("switch:lan0", None).model == "ne2000"
     with pytest.raises(ValueError, match="model must be one of ne2000, rtl8029, not e1000"):
         parse_nic("switch:lan0,model=e1000", None)
+    from vmm.machine import NicConfig
+
+    with pytest.raises(ValueError, match="not e1000"):  # the API refuses it the same way
+        NicConfig("switch:lan0", model="e1000")
 
 
 def test_run_warns_when_the_engine_is_the_stock_wheel(exits_with, monkeypatch, capsys):

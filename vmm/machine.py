@@ -61,6 +61,10 @@ class NicConfig:
     pcap: str | None = None
     model: str = "ne2000"  # the ISA NE2000, or "rtl8029": the PCI NE2000 at 00:04.0
 
+    def __post_init__(self) -> None:
+        if self.model not in NIC_MODELS:
+            raise ValueError(f"model must be one of {', '.join(NIC_MODELS)}, not {self.model}")
+
 
 @dataclass
 class MachineConfig:
@@ -169,8 +173,6 @@ class Machine:
         from devices.net.rtl8029 import Rtl8029
         from vmm.netbackend import default_mac, open_backend
 
-        if config.model not in NIC_MODELS:
-            raise ValueError(f"unknown NIC model {config.model!r} ({', '.join(NIC_MODELS)})")
         backend = open_backend(config.backend, config.pcap)
         mac = config.mac or default_mac(config.backend)
         if config.model == "rtl8029":

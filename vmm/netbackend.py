@@ -187,6 +187,13 @@ class UdpBackend(NicBackend):
 QEMU_FIRST_MAC = bytes.fromhex("525400123456")
 
 
+def free_udp_port(host: str = "127.0.0.1") -> int:
+    """A UDP port on ``host`` that nothing holds right now (for udp: backends and peers)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
 def default_mac(spec: str) -> bytes:
     """QEMU's first-NIC MAC; on a switch, the last byte counts the VMs already there,
     so VMs sharing a segment get distinct addresses."""

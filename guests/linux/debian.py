@@ -315,9 +315,10 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(describe(found))
         return 0
-    if not args.refresh and find_cached(args.cache) is not None:
+    cached = None if args.refresh else find_cached(args.cache)
+    if cached is not None:  # before --setup: nothing to do as root
         print(f"already in {args.cache}:")
-        print(describe(find_cached(args.cache)))
+        print(describe(cached))
         return 0
     try:
         if args.setup:

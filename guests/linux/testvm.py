@@ -13,7 +13,6 @@ import contextlib
 import hashlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -33,6 +32,7 @@ from storage.fsfile import FSDirectory
 from storage.pool import Pool
 from storage.vdisk import VirtualDisk
 from storage.volume import VolumeManager
+from vmm.netbackend import free_udp_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -101,8 +101,9 @@ def append(layout: DiskLayout, nic: str = "isa", extra: str = "") -> str:
 def initramfs(debian: DebianLinux, directory: Path) -> Path:
     """Build (once per set of inputs) the initramfs in ``directory``; returns its path.
 
-    The name carries a digest of the kernel release, busybox, the modules and init.sh,
-    so a changed input makes a new image and an unchanged one is reused.
+    The name carries a digest of the kernel release, busybox, the modules, init.sh and
+    the writer's own code, so a changed input makes a new image and an unchanged one is
+    reused.
     """
     modules = ModuleTree(debian.modules_dir).load_order(WANTED_MODULES)
     init = INIT_SCRIPT.read_text()
@@ -110,6 +111,7 @@ def initramfs(debian: DebianLinux, directory: Path) -> Path:
     digest.update(json.dumps([debian.kernel_release, [m.name for m in modules]]).encode())
     digest.update(debian.busybox.read_bytes())
     digest.update(init.encode())
+    digest.update(Path(sys.modules[build_initramfs.__module__].__file__).read_bytes())
     for module in modules:
         digest.update(module.path.read_bytes())
     path = Path(directory) / f"initramfs-{digest.hexdigest()[:16]}.cpio.gz"
@@ -149,12 +151,6 @@ def make_pool(directory: Path, layout: DiskLayout) -> None:
         manager.close()
 
 
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @contextlib.contextmanager
 def switch_with_peer(name: str) -> Iterator[Peer]:
     """Run ``vmm switch NAME`` (in $VMM_SWITCH_DIR) with its UDP uplink on a
@@ -176,8 +172,13 @@ def switch_with_peer(name: str) -> Iterator[Peer]:
         yield peer
     finally:
         switch.terminate()
-        switch.wait(timeout=10)
-        peer.close()
+        try:
+            switch.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            switch.kill()
+            switch.wait()
+        finally:
+            peer.close()
 
 
 # -- the two machines ---------------------------------------------------------------------

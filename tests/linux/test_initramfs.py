@@ -274,16 +274,8 @@ def test_find_cached_is_none_until_the_cache_is_complete(tmp_path):
 
 # --- the real Debian packages (skipped until fetched) ----------------------------------
 
-@pytest.fixture(scope="module")
-def debian_linux():
-    found = debian.find_cached()
-    if found is None:
-        pytest.skip(f"Debian kernel and busybox not in {debian.CACHE}; run as root: {debian.FETCH_COMMAND}")
-    return found
-
-
-def test_debian_scsi_and_ne2000_modules_resolve_in_load_order(debian_linux):
-    order = ModuleTree(debian_linux.modules_dir).load_order(["sym53c8xx", "sd_mod", "ne"])
+def test_debian_scsi_and_ne2000_modules_resolve_in_load_order(linux):
+    order = ModuleTree(linux.modules_dir).load_order(["sym53c8xx", "sd_mod", "ne"])
     names = [info.name for info in order]
     for module, dependency in [
         ("sym53c8xx", "scsi_transport_spi"), ("scsi_transport_spi", "scsi_mod"),
@@ -292,12 +284,12 @@ def test_debian_scsi_and_ne2000_modules_resolve_in_load_order(debian_linux):
     ]:
         assert names.index(dependency) < names.index(module), (dependency, module)
     assert len(names) == len(set(names))
-    assert all(info.vermagic.split()[0] == debian_linux.kernel_release for info in order)
+    assert all(info.vermagic.split()[0] == linux.kernel_release for info in order)
 
 
-def test_debian_initramfs_links_every_applet_busybox_lists(debian_linux, tmp_path):
-    order = ModuleTree(debian_linux.modules_dir).load_order(["ne"])
-    out = build_initramfs(tmp_path / "initrd.gz", debian_linux.busybox, [i.path for i in order], "#!/bin/sh\n")
+def test_debian_initramfs_links_every_applet_busybox_lists(linux, tmp_path):
+    order = ModuleTree(linux.modules_dir).load_order(["ne"])
+    out = build_initramfs(tmp_path / "initrd.gz", linux.busybox, [i.path for i in order], "#!/bin/sh\n")
     members = members_of(out)
     for applet in ("sh", "mount", "insmod", "dd", "cmp", "sha256sum", "ip", "poweroff", "["):
         assert members[f"bin/{applet}"] == (stat.S_IFLNK | 0o777, b"busybox"), applet

@@ -74,6 +74,12 @@ def test_move_member_with_writes_during_the_move(vm, layout, members):
         off = (len(steps) * 300_007) % (2 * MiB - 5000)
         vol.write(off, b"M" * 5000)
         data[off:off + 5000] = b"M" * 5000
+        # Whole stripes, each step its own, within what is already copied: RAID 5's
+        # gathered member writes must reach the move target too.
+        at = len(steps) * 256 * 1024 % (2 * MiB)
+        whole = bytes([len(steps) + 1]) * (256 * 1024)
+        vol.write(at, whole)
+        data[at:at + len(whole)] = whole
         steps.append(done)
 
     move_member(vm, "v", src, tgt, progress=write_between_steps, step=256 * 1024)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import pytest
 
 from storage.errors import BlockRangeError, FormatError, IntegrityError, StorageError
 from storage.fileio import HostDirectory
-from storage.redo import SLOT_SIZE, RedoFile
+from storage.redo import FLAG_ZERO, SLOT_SIZE, RedoFile, RedoHeader
 from storage.vdisk import VirtualDisk
 from tests.storage.memdir import MemoryDirectory
 
@@ -153,18 +154,27 @@ def test_damaged_data_cluster_is_detected_on_read(disk, tmp_path):
     assert disk.read(0, 128) == bytes(128 * 512)  # other clusters still read
 
 
-@pytest.mark.parametrize("offset,damage", [(0, "bad magic"), (100, "checksum mismatch")])
-def test_damaged_redo_header_is_refused_naming_file(disk, tmp_path, offset, damage):
+def _refused_after(disk, tmp_path, edit_slot, match: str) -> None:
+    """Snapshot, close, apply ``edit_slot(raw, slot_start)`` to both header slots of the
+    overlay: opening is refused with ``match`` and the file is left as it was."""
     disk.snapshot()
     disk.close()
     path = tmp_path / "d.redo"
     raw = bytearray(path.read_bytes())
     for slot in (0, 1):
-        raw[slot * SLOT_SIZE + offset] ^= 0x55
+        edit_slot(raw, slot * SLOT_SIZE)
     path.write_bytes(bytes(raw))
-    with pytest.raises(FormatError, match=f"{path}: header damaged: {damage}"):
+    with pytest.raises(FormatError, match=match.format(path=path)):
         VirtualDisk.open(tmp_path / "d.dsk")
     assert path.read_bytes() == bytes(raw)
+
+
+@pytest.mark.parametrize("offset,damage", [(0, "bad magic"), (100, "checksum mismatch")])
+def test_damaged_redo_header_is_refused_naming_file(disk, tmp_path, offset, damage):
+    def damage_byte(raw, at):
+        raw[at + offset] ^= 0x55
+
+    _refused_after(disk, tmp_path, damage_byte, f"{{path}}: header damaged: {damage}")
 
 
 def test_damaged_map_is_refused(disk, tmp_path):
@@ -297,20 +307,35 @@ def test_version_1_overlay_is_still_read_and_written_with_crc32(tmp_path):
 
 
 def test_overlay_of_an_unknown_version_is_refused_naming_file(disk, tmp_path):
-    import struct
-    import zlib
+    def version_3(raw, at):  # a well-formed header of a later format, in the live slot
+        if raw[at:at + 4] != bytes(4):  # after a snapshot one slot is still unwritten
+            header = RedoHeader.unpack(bytes(raw[at:at + SLOT_SIZE]), "test")
+            raw[at:at + SLOT_SIZE] = dataclasses.replace(header, version=3).pack().ljust(SLOT_SIZE, b"\0")
+
+    _refused_after(disk, tmp_path, version_3, "{path}: redo version 3 not supported")
+
+
+def test_a_damaged_cluster_inside_a_run_is_caught_by_a_read_of_the_whole_run(disk, tmp_path):
     disk.snapshot()
-    disk.close()
-    path = tmp_path / "d.redo"
-    raw = bytearray(path.read_bytes())
-    for slot in (0, 1):
-        at = slot * SLOT_SIZE
-        raw[at + 8:at + 12] = struct.pack("<I", 3)
-        raw[at + 344:at + 348] = struct.pack("<I", zlib.crc32(raw[at:at + 344]))
-    path.write_bytes(bytes(raw))
-    with pytest.raises(FormatError, match=f"{path}: redo version 3 not supported"):
-        VirtualDisk.open(tmp_path / "d.dsk")
-    assert path.read_bytes() == bytes(raw)
+    disk.write(0, blocks(b"r", 4 * 128))  # clusters 0-3, in consecutive slots: one run
+    disk.flush()
+    top = disk.layers[-1]
+    assert [int(p) for p in top.map[0:4]["phys"]] == [1, 2, 3, 4]
+    with open(tmp_path / "d.redo", "r+b") as f:
+        f.seek(top.hdr.data_offset + 2 * top.cs + 100)  # inside cluster 2
+        f.write(b"!")
+    with pytest.raises(IntegrityError, match="data cluster 2 "):
+        disk.read(0, 4 * 128)
+
+
+def test_a_cluster_of_zeros_is_a_zero_mark_that_takes_no_slot(disk):
+    disk.snapshot()
+    disk.write(0, blocks(b"z", 128))
+    disk.write(128, bytes(128 * 512))  # cluster 1: all zeros
+    top = disk.layers[-1]
+    assert int(top.map[1]["phys"]) == 0 and top.map[1]["flags"] & FLAG_ZERO
+    assert int(top.map[0]["phys"]) == 1
+    assert disk.read(128, 128) == bytes(128 * 512)
 
 
 def test_block_sum_check_catches_a_changed_word_in_any_block(disk, tmp_path):

@@ -11,8 +11,9 @@
  *    `code_bytes`, a count that depends on guest progress only; the monitor derives
  *    virtual time from it and asks for a stop at `stop_at_bytes`.
  * 3. The preemption timer: a POSIX timer whose signal raises `timer_due` at a
- *    host-time deadline; the block hook honours it once EFLAGS.IF is set. Arming it is one system call that needs no Python lock and
- *    wakes no thread: at a 1 kHz guest timer that is the difference that counts.
+ *    host-time deadline; the block hook honours it once EFLAGS.IF is set. Arming it
+ *    is one system call that needs no Python lock and wakes no thread: at a 1 kHz
+ *    guest timer that is the difference that counts.
  *    With the patched Unicorn (vmm/native/unicorn-block-hook-gate.patch) the
  *    translated code calls the hook only while `hook_gate` is set: whoever raises a
  *    flag opens it, the hook closes it when nothing is left to do, and deterministic
