@@ -247,28 +247,32 @@ class Checkpointer:
         self.error: str | None = None
         self._request = request
         self._take = take
-        self._pending = False
+        self._done = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._tick, name="vmm-checkpoints", daemon=True)
         self._thread.start()
 
     def _tick(self) -> None:
+        # The interval runs from the end of one checkpoint to the request of the next: a
+        # checkpoint that takes longer than ``every`` must not leave the guest no time.
         while not self._stop.wait(self.every):
-            if not self._pending:
-                self._pending = True
-                self._request(self.take_now)
+            self._done.clear()
+            self._request(self.take_now)
+            while not self._done.wait(0.1):
+                if self._stop.is_set():
+                    return
 
     def take_now(self) -> None:
         """In the run loop, between slices."""
-        self._pending = False
-        if self._stop.is_set():
-            return
         try:
-            self.last = self._take()
-            self.taken += 1
-            self.store.prune(self.keep)
+            if not self._stop.is_set():
+                self.last = self._take()
+                self.taken += 1
+                self.store.prune(self.keep)
         except Exception as exc:  # a failed checkpoint must not stop the VM
             self.error = f"checkpoint failed: {type(exc).__name__}: {exc}"
+        finally:
+            self._done.set()
 
     def stop(self) -> None:
         self._stop.set()

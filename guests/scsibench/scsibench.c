@@ -1,7 +1,10 @@
 /* Timing: sequential 64 KiB READ(10)s (or WRITE(10)s with write=1) through
  * the LSI 53C895A, polling ISTAT, over the whole disk and wrapping around,
  * until mib MiB have moved. mib=0 does only the set-up, so a harness can
- * subtract the boot and set-up cost. */
+ * subtract the boot and set-up cost. spin=K makes the guest count to K
+ * thousand between commands: the same writes and output, spread over a
+ * longer run, so a harness acting on it from outside (moving, killing)
+ * does not race the run's end. */
 #include "kernel.h"
 #include "pci.h"
 #include "lsi.h"
@@ -57,6 +60,7 @@ void guest_main(void)
 {
     uint32_t mib = cmdline_uint("mib", 64);
     uint32_t write = cmdline_uint("write", 0);
+    uint32_t spin = cmdline_uint("spin", 0);
 
     lsi_probe();
     lsi_irq_init(); /* the PIT watchdog; completion itself is polled */
@@ -86,6 +90,8 @@ void guest_main(void)
         lba += CHUNK_BLOCKS;
         if (lba >= region)
             lba = 0;
+        for (volatile uint32_t i = 0; i < spin * 1000u; i++)
+            ;
     }
     kprintf("done\n");
     pass();

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -19,16 +20,19 @@ import pytest
 from storage.vdisk import VirtualDisk
 from tests.helpers import REPO, guest
 from tests.host.test_units import disk_contents, patterned_disk, uninterrupted
-from vmm.checkpoint import CheckpointStore, prepare_disks
+from vmm.checkpoint import Checkpointer, CheckpointStore, prepare_disks
 from vmm.host import Host, HostError, call
 from vmm.machine import Machine, MachineConfig
 
 MIB = 32
 CHUNK = 64 * 1024  # scsibench writes 64 KiB chunks from LBA 0 up, each exactly once
+# spin: the guest counts between its writes, so the run lasts a couple of seconds and the
+# tests' checkpoints, kills and unit failures land in the middle of it, not after its end.
+CMDLINE = f"mib={MIB} write=1 spin=200"
 
 
 def bench(disk, console=None) -> MachineConfig:
-    config = MachineConfig(memory_mib=32, deterministic=True, disks=[str(disk)], cmdline=f"mib={MIB} write=1")
+    config = MachineConfig(memory_mib=32, deterministic=True, disks=[str(disk)], cmdline=CMDLINE)
     if console is not None:
         config.serial = str(console)
     return config
@@ -128,6 +132,32 @@ def test_periodic_checkpoints_keep_only_the_newest_k(tmp_path, reference):
     assert disk_contents(disk) == reference[1]
 
 
+def test_the_checkpoint_interval_counts_from_the_end_of_the_last_checkpoint(tmp_path):
+    """A checkpoint slower than the interval still leaves the guest ``every`` seconds of
+    running between two checkpoints, instead of checkpoints back to back."""
+    every, cost = 0.02, 0.05
+    spans: list[tuple[float, float]] = []
+
+    def take():
+        start = time.monotonic()
+        time.sleep(cost)
+        spans.append((start, time.monotonic()))
+
+    # The run loop: runs each requested action on its own thread, as between slices.
+    def request(action):
+        threading.Thread(target=action).start()
+
+    checkpointer = Checkpointer(CheckpointStore(tmp_path), every, keep=2, request=request, take=take)
+    deadline = time.monotonic() + 30
+    while checkpointer.taken < 5:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    checkpointer.stop()
+    gaps = [later[0] - earlier[1] for earlier, later in zip(spans, spans[1:])]
+    assert all(gap >= every for gap in gaps), gaps
+    assert checkpointer.error is None
+
+
 def test_a_restart_is_refused_when_a_disk_no_longer_continues_the_checkpoint(tmp_path):
     disk = patterned_disk(tmp_path / "disk.img", MIB)
     host = Host(1, tmp_path / "state")
@@ -197,7 +227,7 @@ def test_sigkill_of_the_host_process_then_restart_from_the_last_checkpoint_loses
     first = host_process(tmp_path, socket)
     try:
         started = vm_command(socket, "start", str(guest("scsibench")), "--memory", "32", "--deterministic",
-                             "--append", f"mib={MIB} write=1", "--disk", str(disk), "--serial", str(console),
+                             "--append", CMDLINE, "--disk", str(disk), "--serial", str(console),
                              "--name", "db", "--checkpoint-every", "0.03", "--keep", "3")
         assert started.returncode == 0, started.stderr
         assert started.stdout.startswith("db on unit 0")
@@ -218,7 +248,8 @@ def test_sigkill_of_the_host_process_then_restart_from_the_last_checkpoint_loses
             first.wait()
 
     newest = store.newest()
-    assert len(store.checkpoints()) <= 3
+    # A checkpoint is written before the oldest is pruned: a kill in between leaves keep + 1.
+    assert len(store.checkpoints()) <= 3 + 1
     at_checkpoint = chunks_written(disk_at(disk, newest.disks[0]["chain"], tmp_path), final, untouched)
     assert 0 < at_checkpoint < len(final) // CHUNK, "the host died in the middle of the writes"
 

@@ -52,9 +52,10 @@ def host(tmp_path):
 
 def bench_config(disk, console, mib: int) -> MachineConfig:
     # scsibench write=1 writes 64 KiB chunks from LBA 0 up; mib = the disk's size: each
-    # chunk is written exactly once, so a lost or repeated write shows on the disk.
+    # chunk is written exactly once, so a lost or repeated write shows on the disk. spin:
+    # the guest counts between writes, so the run outlasts the moves made while it runs.
     return MachineConfig(memory_mib=32, deterministic=True, disks=[str(disk)],
-                         cmdline=f"mib={mib} write=1", serial=str(console))
+                         cmdline=f"mib={mib} write=1 spin=100", serial=str(console))
 
 
 def test_a_disk_heavy_vm_moved_between_two_units_20_times_prints_and_writes_what_an_uninterrupted_run_does(host, tmp_path):
