@@ -5,10 +5,11 @@ than the page cache the clusters come from, so it capped sequential disk I/O.
 Version 2 stores a CRC32 of the cluster's *block sums*: the cluster is cut into
 4 KiB blocks (the whole cluster if smaller), each block is summed as little-endian
 u64 words modulo 2^64 (one vectorised numpy pass, memory speed), and the CRC32 is
-taken over those sums. Any change inside one block that alters its sum (every change
-of a single word, any torn, zeroed, stale or misplaced block) changes the value;
-what it misses and CRC32 would not is a set of changes within one block that cancel
-in its sum (e.g. the same bit set in one word and cleared in another).
+taken over those sums. A change is caught when it alters some block's sum: every
+change of a single word, and a torn, zeroed, stale or misplaced block whose sum
+differs from the right one's. What it misses and CRC32 would not is a set of changes
+within one block that cancel in its sum (e.g. the same bit set in one word and
+cleared in another), or two blocks of equal sums swapped.
 """
 
 from __future__ import annotations

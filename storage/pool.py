@@ -297,16 +297,20 @@ class Pool:
     def free_bytes(self, device_id: str) -> int:
         return sum(length for _, length in self.free_extents(device_id))
 
-    def allocate(self, length: int, count: int, exclude: Iterable[str] = ()) -> list[MemberRecord]:
-        """Pick ``count`` distinct usable devices, each with a free extent of ``length``."""
+    def allocate(self, length: int, count: int, exclude: Iterable[str] = (),
+                 align: int = 512) -> list[MemberRecord]:
+        """Pick ``count`` distinct usable devices, each with a free extent of ``length``
+        starting at a multiple of ``align`` in the data area (a stripe unit: the rows of
+        a striped volume then sit on stripe-unit boundaries of the device files)."""
         excluded = set(exclude)
         choices = []
         for rec in self.meta.devices:
             if rec.id in excluded or not self.usable(rec.id):
                 continue
-            fits = [(off, ln) for off, ln in self.free_extents(rec.id) if ln >= length]
-            if fits:
-                choices.append((-self.free_bytes(rec.id), rec.id, fits[0][0]))
+            starts = [start for off, ln in self.free_extents(rec.id)
+                      if off + ln - (start := -(-off // align) * align) >= length]
+            if starts:
+                choices.append((-self.free_bytes(rec.id), rec.id, starts[0]))
         if len(choices) < count:
             raise StorageError(f"not enough space: need {count} device(s) with "
                                f"{length} free bytes each, {len(choices)} have it")

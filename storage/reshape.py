@@ -98,7 +98,8 @@ def move_member(vm, name: str, source: str, target: str,
         if vol.rec.layout != "concat" and any(m.device == tgt for m in vol.rec.members):
             raise StorageError(f"volume {name} already has a member on device {tgt[:8]}: "
                                f"two members on one device would lose redundancy")
-        (ext,) = vm.pool.allocate(rec.length, 1, exclude=[d for d in vm.pool.devices if d != tgt])
+        (ext,) = vm.pool.allocate(rec.length, 1, exclude=[d for d in vm.pool.devices if d != tgt],
+                                  align=vol.rec.stripe_unit)
         rec.move = {"device": tgt, "offset": ext.offset, "copied": 0}
         vm.pool.save()
     elif rec.move["device"] != tgt:

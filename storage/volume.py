@@ -308,7 +308,7 @@ class VolumeManager:
             raise StorageError(f"{layout} needs at least {MIN_MEMBERS[layout]} members, not {count}")
         bitmap_bytes = {"raid5": reserved_bytes(stripe_unit), "raid1": BITMAP_BYTES}.get(layout, 0)
         lengths = member_length(layout, size, count, stripe_unit, bitmap_bytes)
-        recs = self.pool.allocate(max(lengths), count)
+        recs = self.pool.allocate(max(lengths), count, align=stripe_unit)
         for r, ln in zip(recs, lengths):
             r.length = ln
         rec = VolumeRecord(name, size, layout, tier, stripe_unit, recs, bitmap_bytes)

@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from storage.errors import DeviceFailedError, DeviceIOError, LabelError, StorageError
-from storage.physical import DATA_OFFSET, LABEL_SIZE, MAGIC, PhysicalDevice, scan
+from storage.physical import DATA_OFFSET, IOV_BATCH, LABEL_SIZE, MAGIC, PhysicalDevice, scan
 from storage.pool import Pool
 
 MiB = 1024 * 1024
@@ -31,6 +31,23 @@ def test_data_area_round_trips_bytes_after_the_label(tmp_path):
     assert dev.read(98, 9) == b"\0\0hello\0\0"
     raw = (tmp_path / "d").read_bytes()
     assert raw[DATA_OFFSET + 100:DATA_OFFSET + 105] == b"hello"
+
+
+def test_gathered_io_of_more_buffers_than_one_system_call_takes_lands_in_order(tmp_path):
+    """writev / readinto split a long buffer list into IOV_BATCH-sized calls: every
+    piece still lands at its own offset, and reads fill each caller buffer in order."""
+    dev = PhysicalDevice.create(tmp_path / "d", 4 * MiB, uuid.uuid4())
+    rng = random.Random(7)
+    pieces = [rng.randbytes(rng.randrange(1, 700)) for _ in range(IOV_BATCH * 2 + 37)]
+    dev.writev(4096 + 3, [memoryview(p) for p in pieces])
+    whole = b"".join(pieces)
+    raw = (tmp_path / "d").read_bytes()
+    assert raw[DATA_OFFSET + 4096 + 3:DATA_OFFSET + 4096 + 3 + len(whole)] == whole
+    assert raw[DATA_OFFSET + 4096 + 3 + len(whole)] == 0
+
+    into = [bytearray(len(p)) for p in pieces]
+    dev.readinto(4096 + 3, [memoryview(b) for b in into])
+    assert [bytes(b) for b in into] == pieces
 
 
 def test_create_refuses_to_overwrite_a_labelled_file(tmp_path):

@@ -91,6 +91,19 @@ def test_move_member_with_writes_during_the_move(vm, layout, members):
     again.close()
 
 
+def test_a_moved_member_lands_on_a_stripe_unit_boundary_of_its_new_device(vm):
+    vol = vm.create_volume("v", MiB, "raid5", members=3, stripe_unit=128 * 1024)
+    data = os.urandom(MiB)
+    vol.write(0, data)
+    tgt = _free_device(vm, vol)
+    odd = vm.create_volume("odd", 300_000, "concat")  # lands on the free device first
+    assert odd.rec.members[0].device == tgt
+    move_member(vm, "v", vol.rec.members[0].device, tgt)
+    assert vol.rec.members[0].device == tgt
+    assert vol.rec.members[0].offset % (128 * 1024) == 0
+    assert vol.read(0, MiB) == data
+
+
 def test_interrupted_move_resumes_after_restart_without_loss(pool, tmp_path):
     vm = VolumeManager(pool)
     vol = vm.create_volume("v", 4 * MiB, "raid1", members=2)

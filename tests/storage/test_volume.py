@@ -43,6 +43,17 @@ def test_new_volume_reads_zeros_even_over_reused_space(vm, layout, members):
     assert vol.read(0, 2 * MiB) == bytes(2 * MiB)
 
 
+def test_striped_volumes_start_on_a_stripe_unit_boundary_after_odd_sized_ones(vm):
+    """Stripe rows stay aligned in the device files whatever was allocated before."""
+    vm.create_volume("odd", 300_000, "concat")  # not a multiple of any stripe unit
+    r5 = vm.create_volume("r5", MiB, "raid5", members=4, stripe_unit=128 * 1024)
+    r0 = vm.create_volume("r0", MiB, "raid0", members=2, stripe_unit=64 * 1024)
+    assert [m.offset % (128 * 1024) for m in r5.rec.members] == [0] * 4
+    assert [m.offset % (64 * 1024) for m in r0.rec.members] == [0, 0]
+    assert {m.device for m in r5.rec.members} >= {m.device for m in vm.volume("odd").rec.members}
+    assert r5.rec.bitmap_bytes % (128 * 1024) == 0  # rows after the reserved area too
+
+
 def test_raid0_places_stripe_units_round_robin(vm):
     vol = vm.create_volume("v", MiB, "raid0", members=2, stripe_unit=4096)
     vol.write(0, b"A" * 4096 + b"B" * 4096 + b"C" * 4096)
@@ -285,6 +296,34 @@ def test_degraded_stripe_write_cut_short_keeps_the_missing_members_data(pool, tm
         vol = vm.volume("v")
         assert vol.read(0, 4096) == data[:4096], f"cut after {cut} writes"
         assert vol.read(4096, 4096) in (data[4096:8192], b"N" * 4096)
+
+
+def test_a_raid5_volume_with_the_unrounded_reserved_area_of_older_pools_still_works(pool, tmp_path, monkeypatch):
+    """Volumes made before the reserved area was rounded to whole stripe units record
+    LOG_DATA + su: rows sit there, and degraded writes (through the stripe log) and
+    reads after re-assembly use the recorded value, not today's rounding."""
+    from storage.stripelog import LOG_DATA, reserved_bytes
+    su = 64 * 1024
+    with monkeypatch.context() as old_code:
+        old_code.setattr("storage.volume.reserved_bytes", lambda unit: LOG_DATA + unit)
+        vm = VolumeManager(pool)
+        vol = vm.create_volume("v", MiB, "raid5", members=3, stripe_unit=su)
+    assert vol.rec.bitmap_bytes == LOG_DATA + su != reserved_bytes(su)
+    data = bytearray(os.urandom(MiB))
+    vol.write(0, bytes(data))
+    vol.flush()
+    first = vol.rec.members[0]  # stripe 0: parity on member 2, data chunk 0 on member 0
+    assert vm.pool.devices[first.device].read(first.offset + LOG_DATA + su, su) == data[:su]
+
+    vm.fail_device(_dev_of(vol, 0))
+    vol.write(su - 100, b"D" * 300)  # degraded: chunk 0 lives only in parity now
+    data[su - 100:su + 200] = b"D" * 300
+    vol.flush()
+    vm.pool.close()
+    vm = VolumeManager.open(tmp_path / "pool")
+    assert vm.volume("v").rec.bitmap_bytes == LOG_DATA + su
+    assert vm.volume("v").read(0, MiB) == bytes(data)
+    vm.close()
 
 
 def test_healthy_stripe_write_cut_short_is_resynced_from_the_bitmap(pool, tmp_path):
