@@ -42,6 +42,7 @@ from unicorn import UC_ARCH_X86, UC_HOOK_BLOCK, UC_HOOK_INSN, UC_MODE_32, Uc
 from unicorn import x86_const as X
 
 from benchmarks import BenchFailure, Row, Sample, Stopwatch, load_average, round_robin
+from guests.reference import qemu_command, qemu_status
 
 AREA = "core"
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,12 +63,6 @@ MAX_OURS_OVER_BARE = 1.10
 MIN_EXITS_PER_S = 500_000
 MAX_STRING_SHARE = 0.10  # of the per-element cost
 
-QEMU_COMMAND = [
-    "qemu-system-i386", "-m", str(MEMORY_MIB), "-serial", "stdio", "-display", "none",
-    "-monitor", "none", "-no-reboot", "-net", "none",
-    "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
-    "-fw_cfg", "name=etc/sercon-port,string=0",
-]
 RUN_TIMEOUT_S = 600
 
 _CHECKSUM = re.compile(r"^checksum: (0x[0-9a-f]{8})$", re.MULTILINE)
@@ -222,9 +217,8 @@ def run_bare(kernel: Path, cmdline: str, block_hook: bool = False) -> Sample:
 
 def run_qemu(kernel: Path, cmdline: str) -> Sample:
     """QEMU TCG, the whole process (the caller subtracts start-up)."""
-    command = QEMU_COMMAND + ["-kernel", str(kernel), "-append", cmdline]
-    # isa-debug-exit: status (v << 1) | 1; 0 after a triple fault under -no-reboot.
-    return _timed_process(command, "QEMU", cmdline, decode_status=lambda rc: rc >> 1 if rc & 1 else -1)
+    command = qemu_command(kernel, cmdline, MEMORY_MIB)
+    return _timed_process(command, "QEMU", cmdline, decode_status=qemu_status)
 
 
 def _timed_process(command: list[str], monitor: str, cmdline: str, decode_status: Callable[[int], int]) -> Sample:

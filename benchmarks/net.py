@@ -40,6 +40,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks import BenchFailure, Row, Sample, Stopwatch, load_average, round_robin
+from guests.reference import qemu_command, qemu_status
 from devices.net.pcap import read_pcap
 from vmm.netbackend import free_udp_port
 
@@ -63,12 +64,6 @@ PING_MAC, PONG_MAC = "52:54:00:12:34:56", "52:54:00:12:34:57"
 RUN_TIMEOUT_S = 180
 SWITCH_START_TIMEOUT_S = 15
 
-QEMU_BASE = [
-    "qemu-system-i386", "-m", str(MEMORY_MIB), "-serial", "stdio", "-display", "none",
-    "-monitor", "none", "-no-reboot", "-net", "none",
-    "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
-    "-fw_cfg", "name=etc/sercon-port,string=0",
-]
 # `vmm run --stats` rows worth a figure per round trip.
 STAT_REASONS = ("port I/O", "string I/O", "interrupt", "hlt", "preempt")
 _STAT_ROW = re.compile(r"^\W*(port I/O|string I/O|interrupt|hlt|preempt)\W+(\d+)\W*$", re.MULTILINE)
@@ -228,12 +223,13 @@ def run_qemu(size: int, count: int, workdir: Path) -> Sample:
     procs: list[subprocess.Popen] = []
     try:
         watch = Stopwatch()
-        pong = subprocess.Popen(QEMU_BASE + ["-kernel", str(NETPONG), "-append", f"count={count}"]
-                                + nic(PONG_MAC, pong_port, ping_port), **quiet)
+        pong = subprocess.Popen(qemu_command(NETPONG, f"count={count}", MEMORY_MIB,
+                                             nic(PONG_MAC, pong_port, ping_port)), **quiet)
         procs.append(pong)
-        ping = subprocess.Popen(QEMU_BASE + ["-kernel", str(NETBENCH), "-append", f"size={size} count={count}"]
-                                + nic(PING_MAC, ping_port, pong_port)
-                                + ["-object", f"filter-dump,id=f0,netdev=n0,file={capture}"], **quiet)
+        ping = subprocess.Popen(qemu_command(NETBENCH, f"size={size} count={count}", MEMORY_MIB,
+                                             nic(PING_MAC, ping_port, pong_port)
+                                             + ["-object", f"filter-dump,id=f0,netdev=n0,file={capture}"]),
+                                **quiet)
         procs.append(ping)
         deadline = time.monotonic() + RUN_TIMEOUT_S
         ping_out, ping_err, ping_status = _finish(ping, who, deadline)
@@ -241,16 +237,11 @@ def run_qemu(size: int, count: int, workdir: Path) -> Sample:
         timed = watch.stop(None)
     finally:
         _stop(procs)
-    _check(who, ping_out, ping_err, _qemu_status(ping_status), "PASS netbench")
-    _check(f"netpong count={count} on QEMU", pong_out, pong_err, _qemu_status(pong_status), "PASS netpong")
+    _check(who, ping_out, ping_err, qemu_status(ping_status), "PASS netbench")
+    _check(f"netpong count={count} on QEMU", pong_out, pong_err, qemu_status(pong_status), "PASS netpong")
     result = PingPong("QEMU", size, count, _echo_span(capture, count, who))
     capture.unlink(missing_ok=True)
     return Sample(timed.wall, timed.cpu, result)
-
-
-def _qemu_status(returncode: int) -> int:
-    """isa-debug-exit: QEMU exits with (v << 1) | 1; 0 after a triple fault under -no-reboot."""
-    return returncode >> 1 if returncode & 1 else -1
 
 
 # -- the report ---------------------------------------------------------------------------

@@ -57,6 +57,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks import BenchFailure, Row, Sample, Stopwatch, load_average, round_robin
+from guests.reference import qemu_command, qemu_status
 
 AREA = "scsi"
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,12 +84,6 @@ POOL_DISK = "/vms/bench"  # pool:NAME; the file is /vms/bench.dsk
 RUN_TIMEOUT_S = 300
 FILL_KEY = 0x5A5A5A5A  # the images start as the `scsi` guest's pattern, not scsibench's
 
-QEMU_COMMAND = [
-    "qemu-system-i386", "-m", str(MEMORY_MIB), "-serial", "stdio", "-display", "none",
-    "-monitor", "none", "-no-reboot", "-net", "none",
-    "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
-    "-fw_cfg", "name=etc/sercon-port,string=0",
-]
 
 
 @dataclass
@@ -243,20 +238,17 @@ def run_pool(disks: Disks, cmdline: str, check_written: bool) -> Sample:
 
 def run_qemu(cmdline: str, image: Path) -> Sample:
     """QEMU TCG, the whole process (the caller subtracts the mib=0 run)."""
-    command = QEMU_COMMAND + [
-        "-kernel", str(SCSIBENCH), "-append", cmdline,
+    command = qemu_command(SCSIBENCH, cmdline, MEMORY_MIB, [
         "-device", "lsi53c895a,id=scsi0",
         "-drive", f"file={image},if=none,id=d0,format=raw",
         "-device", "scsi-hd,drive=d0,bus=scsi0.0,scsi-id=0",
-    ]
+    ])
     watch = Stopwatch()
     try:
         done = subprocess.run(command, capture_output=True, timeout=RUN_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise BenchFailure(f"QEMU ({cmdline!r}) did not finish in {RUN_TIMEOUT_S} s") from None
-    rc = done.returncode
-    # isa-debug-exit: status (v << 1) | 1; 0 after a triple fault under -no-reboot.
-    return watch.stop(GuestRun("QEMU", cmdline, rc >> 1 if rc & 1 else -1,
+    return watch.stop(GuestRun("QEMU", cmdline, qemu_status(done.returncode),
                                done.stdout.decode(errors="replace"), done.stderr.decode(errors="replace")))
 
 

@@ -9,6 +9,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from guests.reference import qemu_status
+from guests.reference import qemu_command as reference_command
 from vmm.netbackend import free_udp_port  # noqa: F401  (the tests import it from here)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -65,21 +67,8 @@ def boot_in_process(
 
 
 def qemu_command(kernel: Path, append: str = "", memory_mib: int = 128, extra: list[str] = ()) -> list[str]:
-    cmd = [
-        QEMU, "-kernel", str(kernel), "-m", str(memory_mib), "-serial", "stdio",
-        "-display", "none", "-monitor", "none", "-no-reboot", "-net", "none",
-        "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
-        "-fw_cfg", "name=etc/sercon-port,string=0",
-    ]
-    if append:
-        cmd += ["-append", append]
-    return cmd + list(extra)
-
-
-def qemu_status(returncode: int) -> int:
-    """QEMU exits with (v << 1) | 1 for a write of v to the exit port, 0 after a triple
-    fault; this gives v, or -1."""
-    return returncode >> 1 if returncode & 1 else -1
+    """The reference command line (guests/reference.py) with the QEMU found on PATH."""
+    return reference_command(kernel, append, memory_mib, extra, qemu=QEMU)
 
 
 def run_qemu(

@@ -27,6 +27,7 @@ from guests.linux.debian import DebianLinux
 from guests.linux.initramfs import build_initramfs
 from guests.linux.modules import ModuleTree
 from guests.linux.peer import PEER_IP, Peer
+from guests.reference import COMMON_FLAGS
 from storage.fs import FileSystem
 from storage.fsfile import FSDirectory
 from storage.pool import Pool
@@ -202,8 +203,7 @@ def qemu_command(qemu: str, linux: DebianLinux, initramfs: Path, layout: DiskLay
     _, device = NICS[nic]
     return [
         qemu, "-kernel", str(linux.vmlinuz), "-initrd", str(initramfs), "-append", append(layout, nic),
-        "-m", str(MEMORY_MIB), "-machine", "acpi=off", "-serial", "stdio", "-display", "none",
-        "-monitor", "none", "-no-reboot", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
+        "-m", str(MEMORY_MIB), "-machine", "acpi=off", *COMMON_FLAGS,
         "-device", "lsi53c895a,id=scsi0", "-drive", f"file={disk},if=none,id=d0,format=raw",
         "-device", "scsi-hd,drive=d0,bus=scsi0.0,scsi-id=0",
         "-device", f"{device},netdev=n0",
