@@ -315,12 +315,18 @@ def test_overlay_of_an_unknown_version_is_refused_naming_file(disk, tmp_path):
     _refused_after(disk, tmp_path, version_3, "{path}: redo version 3 not supported")
 
 
-def test_a_damaged_cluster_inside_a_run_is_caught_by_a_read_of_the_whole_run(disk, tmp_path):
+def _overlay_with_one_run_of_four_clusters(disk, tag: bytes):
+    """Snapshot, then write clusters 0-3 so they sit in consecutive slots (one run)."""
     disk.snapshot()
-    disk.write(0, blocks(b"r", 4 * 128))  # clusters 0-3, in consecutive slots: one run
+    disk.write(0, blocks(tag, 4 * 128))
     disk.flush()
     top = disk.layers[-1]
     assert [int(p) for p in top.map[0:4]["phys"]] == [1, 2, 3, 4]
+    return top
+
+
+def test_a_damaged_cluster_inside_a_run_is_caught_by_a_read_of_the_whole_run(disk, tmp_path):
+    top = _overlay_with_one_run_of_four_clusters(disk, b"r")
     with open(tmp_path / "d.redo", "r+b") as f:
         f.seek(top.hdr.data_offset + 2 * top.cs + 100)  # inside cluster 2
         f.write(b"!")
@@ -329,11 +335,7 @@ def test_a_damaged_cluster_inside_a_run_is_caught_by_a_read_of_the_whole_run(dis
 
 
 def test_an_overlay_file_cut_short_inside_a_run_reports_the_first_missing_cluster(disk, tmp_path):
-    disk.snapshot()
-    disk.write(0, blocks(b"t", 4 * 128))  # clusters 0-3, in consecutive slots: one run
-    disk.flush()
-    top = disk.layers[-1]
-    assert [int(p) for p in top.map[0:4]["phys"]] == [1, 2, 3, 4]
+    top = _overlay_with_one_run_of_four_clusters(disk, b"t")
     # Read once first: the disk's reused buffer then already holds the right bytes, so
     # only the short count, not the checksum of what is left in the buffer, can tell.
     assert disk.read(0, 4 * 128) == blocks(b"t", 4 * 128)
