@@ -148,11 +148,14 @@ class Layout:
         return self.m.records[0].length
 
     def read(self, offset: int, size: int) -> bytes:
-        raise NotImplementedError
+        buf = bytearray(size)
+        self.readinto(offset, memoryview(buf))
+        return bytes(buf)
 
     def readinto(self, offset: int, out: memoryview) -> None:
-        """Fill ``out`` from volume ``offset`` (layouts with a faster way override it)."""
-        out[:] = self.read(offset, len(out))
+        """Fill the byte view ``out`` from volume ``offset``, the members reading
+        straight into it."""
+        raise NotImplementedError
 
     def write(self, offset: int, data: bytes) -> None:
         raise NotImplementedError
@@ -184,9 +187,10 @@ class Concat(Layout):
                 yield i, lo - base, lo - offset, hi - lo
             base += rec.length
 
-    def read(self, offset: int, size: int) -> bytes:
+    def readinto(self, offset: int, out: memoryview) -> None:
         self.check_redundancy()
-        return b"".join(self.m.read(i, moff, n) for i, moff, _, n in self._spans(offset, size))
+        for i, moff, doff, n in self._spans(offset, len(out)):
+            self.m.readinto(i, moff, [out[doff:doff + n]])
 
     def write(self, offset: int, data: bytes) -> None:
         self.check_redundancy()
@@ -207,9 +211,20 @@ class Raid0(Layout):
             yield chunk % n, (chunk // n) * su + within, pos - offset, count
             pos += count
 
-    def read(self, offset: int, size: int) -> bytes:
+    def readinto(self, offset: int, out: memoryview) -> None:
+        """One gathered read per run of consecutive stripe units on a member."""
         self.check_redundancy()
-        return b"".join(self.m.read(i, mo, n) for i, mo, _, n in self._chunks(offset, size))
+        runs: dict[int, list] = {}  # member -> [[member offset, buffers, end], ...]
+        for i, mo, do, n in self._chunks(offset, len(out)):
+            mine = runs.setdefault(i, [])
+            if mine and mine[-1][2] == mo:
+                mine[-1][1].append(out[do:do + n])
+                mine[-1][2] += n
+            else:
+                mine.append([mo, [out[do:do + n]], mo + n])
+        for i, mine in runs.items():
+            for mo, bufs, _ in mine:
+                self.m.readinto(i, mo, bufs)
 
     def write(self, offset: int, data: bytes) -> None:
         self.check_redundancy()
@@ -232,12 +247,13 @@ class Raid1(Layout):
     def tolerates(self) -> int:  # type: ignore[override]
         return len(self.m.records) - 1
 
-    def read(self, offset: int, size: int) -> bytes:
+    def readinto(self, offset: int, out: memoryview) -> None:
         self.check_redundancy()
-        moff = self.base + offset
+        moff, size = self.base + offset, len(out)
         for i in range(len(self.m.records)):
             if self.m.readable(i, moff, size):
-                return self.m.read(i, moff, size)
+                self.m.readinto(i, moff, [out])
+                return
         raise VolumeError(f"volume {self.rec.name}: no readable mirror for {size} bytes at {offset}")
 
     def write(self, offset: int, data: bytes) -> None:

@@ -81,11 +81,6 @@ class Raid5(Layout):
                                         f"{self.m.name(d)})")
         return _xor([self.m.read(d, moff, size) for d in others]).tobytes()
 
-    def read(self, offset: int, size: int) -> bytes:
-        buf = bytearray(size)
-        self.readinto(offset, memoryview(buf))
-        return bytes(buf)
-
     def readinto(self, offset: int, out: memoryview) -> None:
         """Fill ``out`` from volume ``offset``: the data chunks go straight from the
         members into it, one read per run of consecutive rows on a member."""

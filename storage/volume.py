@@ -113,12 +113,9 @@ class Volume:
     def read(self, offset: int, size: int) -> bytes:
         """Read ``size`` bytes at volume ``offset``."""
         self._check_range(offset, size)
-        t = time.perf_counter()
-        data = self._retry(lambda: self.layout.read(offset, size))
-        self.stats.read_latency.append(time.perf_counter() - t)
-        self.stats.reads += 1
-        self.stats.bytes_read += size
-        return data  # type: ignore[return-value]
+        buf = bytearray(size)
+        self.readinto(offset, memoryview(buf))
+        return bytes(buf)
 
     def readinto(self, offset: int, out: memoryview) -> None:
         """Fill the byte view ``out`` from volume ``offset`` (no intermediate copy)."""

@@ -34,6 +34,19 @@ def test_volume_reads_back_unaligned_writes(vm, layout, members):
 
 
 @pytest.mark.parametrize("layout,members", LAYOUTS)
+def test_readinto_fills_exactly_the_callers_view_on_every_layout(vm, layout, members):
+    """The members read straight into a slice of the caller's buffer: its bytes are the
+    volume's, and not one byte around the slice changes."""
+    vol = vm.create_volume("v", 3 * MiB, layout, members=members, stripe_unit=16384)
+    data = os.urandom(2 * MiB)
+    vol.write(4096, data)
+    buf = bytearray(b"\xee" * (MiB + 2000))
+    vol.readinto(4096 + 12345, memoryview(buf)[1000:1000 + MiB])
+    assert buf[1000:1000 + MiB] == data[12345:12345 + MiB]
+    assert buf[:1000] == buf[1000 + MiB:] == b"\xee" * 1000
+
+
+@pytest.mark.parametrize("layout,members", LAYOUTS)
 def test_new_volume_reads_zeros_even_over_reused_space(vm, layout, members):
     vol = vm.create_volume("old", MiB, "concat")
     vol.write(0, b"\xff" * MiB)
