@@ -167,13 +167,15 @@ class Layout:
         """Contents member ``index`` should hold at [offset, offset+size)."""
         raise VolumeError(f"volume {self.rec.name}: layout {self.rec.layout} has no redundancy")
 
-    def check_redundancy(self) -> None:
+    def check_redundancy(self) -> list[int]:
+        """The members not fully usable; raises when more than the layout survives."""
         bad = self.m.failed()
         if len(bad) > self.tolerates:
             names = ", ".join(self.m.name(i) for i in bad)
             raise VolumeError(f"volume {self.rec.name}: {len(bad)} of {len(self.m.records)} "
                               f"members failed ({names}); {self.rec.layout} survives "
                               f"{self.tolerates}: data unavailable")
+        return bad
 
 
 class Concat(Layout):

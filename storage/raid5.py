@@ -86,8 +86,8 @@ class Raid5(Layout):
         members into it, one read per run of consecutive rows on a member."""
         self.check_redundancy()
         self.drain()  # a held-back stripe start must be read back as written
+        healthy = not self.m.failed()  # after the drain: writing it may have failed a member
         su, n, base = self.su, self.n, self.base
-        healthy = not self.m.failed()
         runs: dict[int, list] = {}  # disk -> [[member offset, buffers, end], ...]
         pos, end = offset, offset + len(out)
         while pos < end:
@@ -114,10 +114,9 @@ class Raid5(Layout):
     # -- writes -------------------------------------------------------------------------
 
     def write(self, offset: int, data: bytes) -> None:
-        self.check_redundancy()
+        healthy = not self.check_redundancy()
         view = memoryview(data).cast("B")
         sd = self.stripe_data
-        healthy = not self.m.failed()
         streaming = False  # whole stripes written by this call: a sequential writer
         if self.held is not None:
             h_off, h_data = self.held

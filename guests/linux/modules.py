@@ -242,7 +242,9 @@ class ModuleTree:
 
     def load_order(self, wanted: list[str]) -> list[ModuleInfo]:
         """The modules to insmod, in order, so that `wanted` load: each module after its
-        `softdep=pre:` modules and its `depends=`, each once. A cycle is refused."""
+        `softdep=pre:` modules and its `depends=`, and before its `softdep=post:` ones
+        (as modprobe does), each once. A cycle among the modules that must come first is
+        refused; a post module that needs the module itself is fine."""
         order: list[ModuleInfo] = []
         done: set[str] = set()
         in_progress: list[str] = []
@@ -266,6 +268,8 @@ class ModuleTree:
             in_progress.pop()
             done.add(resolved)
             order.append(info)
+            for follower in info.softdep_post:
+                visit(follower, resolved)
 
         for name in wanted:
             visit(name, None)

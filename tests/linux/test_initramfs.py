@@ -217,6 +217,16 @@ def test_softdep_on_an_alias_prefers_the_generic_module_and_skips_builtins(tmp_p
     assert order == ["crct10dif_generic", "crc_t10dif"]
 
 
+def test_softdep_post_modules_load_right_after_the_module_even_when_they_need_it(tmp_path):
+    write_module(tmp_path, "a.ko", "softdep=pre: p post: q r", "depends=", "name=a")
+    write_module(tmp_path, "p.ko", "depends=", "name=p")
+    write_module(tmp_path, "q.ko", "depends=a", "name=q")  # needs a: loads after it, no cycle
+    write_module(tmp_path, "r.ko", "depends=", "name=r")
+    write_module(tmp_path, "z.ko", "depends=a", "name=z")
+    order = [info.name for info in ModuleTree(tmp_path).load_order(["z"])]
+    assert order == ["p", "a", "q", "r", "z"]
+
+
 def test_dependency_cycle_is_refused_naming_the_cycle(tmp_path):
     write_module(tmp_path, "a.ko", "depends=b", "name=a")
     write_module(tmp_path, "b.ko", "softdep=pre: c", "depends=", "name=b")
