@@ -96,6 +96,8 @@ def test_debian_kernel_drives_our_scsi_disk_on_raid5_and_our_nic(linux, initramf
     assert testvm.verdict_lines(run.stdout) == expected_verdict, run.stdout[-3000:] + run.stderr
     assert run.returncode == 0, run.stderr
     assert peer.stats.echo_replies >= 3 and peer.stats.arp_replies >= 1
+    # Every reply answered a frame of the guest's; anything else it sent got none.
+    assert peer.stats.frames >= peer.stats.echo_replies + peer.stats.arp_replies
     # What the guest wrote is in the volume stack; what it only read is unchanged.
     assert disk_contents(pool, LAYOUT.write_at, testvm.WRITTEN_BYTES) == testvm.guest_write()
     assert disk_contents(pool, 0, LAYOUT.known_bytes) == testvm.known_contents(LAYOUT.known_bytes)
