@@ -28,7 +28,6 @@ import ctypes
 import gc
 import io
 import re
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -42,7 +41,7 @@ from unicorn import UC_ARCH_X86, UC_HOOK_BLOCK, UC_HOOK_INSN, UC_MODE_32, Uc
 from unicorn import x86_const as X
 
 from benchmarks import BenchFailure, Row, Sample, Stopwatch, load_average, round_robin
-from guests.reference import qemu_command, qemu_status
+from guests.reference import installed_qemu, qemu_command, qemu_status
 
 AREA = "core"
 ROOT = Path(__file__).resolve().parents[1]
@@ -282,7 +281,7 @@ def _cpubench(console: Console, runs: int) -> list[Row]:
     n = CPU_ITERATIONS
     plain = f"iterations={n}"
     timed = f"iterations={n} timer={TIMER_HZ}"
-    qemu = shutil.which("qemu-system-i386") is not None
+    qemu = installed_qemu() is not None
 
     ours_plain, ours_timed, bare_label, hooked = (
         "our monitor, no timer", f"our monitor, timer={TIMER_HZ}",

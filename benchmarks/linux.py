@@ -24,7 +24,7 @@ from rich.table import Table
 from benchmarks import BenchFailure, Row, load_average
 from guests.linux import debian, testvm
 from guests.linux.peer import Peer
-from tests.helpers import QEMU
+from guests.reference import installed_qemu
 from vmm.netbackend import free_udp_port
 
 AREA = "linux"
@@ -75,13 +75,13 @@ def _ours(linux, initramfs: Path, layout: testvm.DiskLayout, pool: Path) -> Time
     return _complete(timeline, "our monitor", output)
 
 
-def _qemu(linux, initramfs: Path, layout: testvm.DiskLayout, work: Path) -> Timeline:
+def _qemu(qemu: str, linux, initramfs: Path, layout: testvm.DiskLayout, work: Path) -> Timeline:
     disk = work / "qemu-disk.img"
     disk.write_bytes(testvm.disk_image(layout))
     local, remote = free_udp_port(), free_udp_port()
     peer = Peer(("127.0.0.1", remote), ("127.0.0.1", local)).start()
     try:
-        timeline, output = _timed_run(testvm.qemu_command(QEMU, linux, initramfs, layout, disk, local, remote), 300)
+        timeline, output = _timed_run(testvm.qemu_command(qemu, linux, initramfs, layout, disk, local, remote), 300)
     finally:
         peer.close()
     return _complete(timeline, "QEMU", output)
@@ -94,7 +94,8 @@ def _best(timelines: list[Timeline]) -> Timeline:
 def run(console: Console, runs: int = 3) -> list[Row]:
     console.rule("[bold]linux: Debian's kernel to /init's verdict")
     linux = debian.find_cached()
-    if linux is None or QEMU is None:
+    qemu = installed_qemu()
+    if linux is None or qemu is None:
         console.print(f"skipped: needs the Debian packages ({debian.SETUP_FETCH_COMMAND}) and qemu-system-i386")
         return [Row(AREA, RATIO, float("nan"), "x", target=TARGET, passed=False, note="not run")]
     console.print(f"load average before: {load_average()}")
@@ -110,7 +111,7 @@ def run(console: Console, runs: int = 3) -> list[Row]:
             ours, theirs = [], []
             for _ in range(runs):
                 ours.append(_ours(linux, initramfs, layout, pool))
-                theirs.append(_qemu(linux, initramfs, layout, work))
+                theirs.append(_qemu(qemu, linux, initramfs, layout, work))
         finally:
             if switch_dir is None:
                 os.environ.pop("VMM_SWITCH_DIR", None)

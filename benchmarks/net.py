@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import struct
 import subprocess
 import sys
@@ -40,7 +39,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks import BenchFailure, Row, Sample, Stopwatch, load_average, round_robin
-from guests.reference import qemu_command, qemu_status
+from guests.reference import installed_qemu, qemu_command, qemu_status
 from devices.net.pcap import read_pcap
 from vmm.netbackend import free_udp_port
 
@@ -256,7 +255,7 @@ def run(console: Console, runs: int = 3) -> list[Row]:
     for kernel in (NETBENCH, NETPONG):
         if not kernel.exists():
             raise BenchFailure(f"{kernel} is missing: build the guests with `make guests`")
-    qemu = shutil.which("qemu-system-i386") is not None
+    qemu = installed_qemu() is not None
     console.rule("[bold]net: guest to guest")
     console.print(f"load average before: {load_average()}")
     saved_dir = os.environ.get("VMM_SWITCH_DIR")

@@ -57,7 +57,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks import BenchFailure, Row, Sample, Stopwatch, load_average, round_robin
-from guests.reference import qemu_command, qemu_status
+from guests.reference import installed_qemu, qemu_command, qemu_status
 
 AREA = "scsi"
 ROOT = Path(__file__).resolve().parents[1]
@@ -422,7 +422,7 @@ def run(console: Console, runs: int = 3) -> list[Row]:
     """Measure the SCSI figures; print the tables; return the rows."""
     if not SCSIBENCH.exists():
         raise BenchFailure(f"{SCSIBENCH} is missing: build the guests with `make guests`")
-    qemu = shutil.which("qemu-system-i386") is not None
+    qemu = installed_qemu() is not None
     console.rule("[bold]scsi: the LSI 53C895A and its disks")
     console.print(f"load average before: {load_average()}")
     work = Path(tempfile.mkdtemp(prefix="vmm-bench-scsi-"))

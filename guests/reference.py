@@ -5,6 +5,7 @@ for line. The tests, the benchmarks and the Linux test VM all start QEMU from he
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Iterable
 
@@ -15,6 +16,11 @@ EXIT_DEVICE = "isa-debug-exit,iobase=0xf4,iosize=0x04"
 # triple fault (QEMU then exits with 0), and the exit device.
 COMMON_FLAGS = ("-serial", "stdio", "-display", "none", "-monitor", "none", "-no-reboot",
                 "-device", EXIT_DEVICE)
+
+
+def installed_qemu() -> str | None:
+    """The path of ``qemu-system-i386`` on PATH, or None where QEMU is absent."""
+    return shutil.which(QEMU)
 
 
 def qemu_command(kernel: Path, append: str = "", memory_mib: int = 128, extra: Iterable[str] = (),

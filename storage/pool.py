@@ -300,8 +300,8 @@ class Pool:
     def allocate(self, length: int, count: int, exclude: Iterable[str] = (),
                  align: int = 512) -> list[MemberRecord]:
         """Pick ``count`` distinct usable devices, each with a free extent of ``length``
-        starting at a multiple of ``align`` in the data area (a stripe unit: the rows of
-        a striped volume then sit on stripe-unit boundaries of the device files)."""
+        starting at a multiple of ``align`` in the data area (the volume's stripe unit:
+        the rows of a striped volume then sit on stripe-unit boundaries of the files)."""
         excluded = set(exclude)
         choices = []
         for rec in self.meta.devices:

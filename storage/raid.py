@@ -147,11 +147,6 @@ class Layout:
     def member_length(self) -> int:
         return self.m.records[0].length
 
-    def read(self, offset: int, size: int) -> bytes:
-        buf = bytearray(size)
-        self.readinto(offset, memoryview(buf))
-        return bytes(buf)
-
     def readinto(self, offset: int, out: memoryview) -> None:
         """Fill the byte view ``out`` from volume ``offset``, the members reading
         straight into it."""
@@ -176,6 +171,27 @@ class Layout:
                               f"members failed ({names}); {self.rec.layout} survives "
                               f"{self.tolerates}: data unavailable")
         return bad
+
+
+class GatheredReads:
+    """The pieces of one volume read, as one gathered ``readinto`` per run of
+    consecutive member bytes (a member's stripe units that follow each other)."""
+
+    def __init__(self) -> None:
+        self._runs: dict[int, list] = {}  # member -> [[member offset, views, end], ...]
+
+    def add(self, member: int, offset: int, view: memoryview) -> None:
+        runs = self._runs.setdefault(member, [])
+        if runs and runs[-1][2] == offset:
+            runs[-1][1].append(view)
+            runs[-1][2] += len(view)
+        else:
+            runs.append([offset, [view], offset + len(view)])
+
+    def read(self, members: Members) -> None:
+        for member, runs in self._runs.items():
+            for offset, views, _ in runs:
+                members.readinto(member, offset, views)
 
 
 class Concat(Layout):
@@ -216,17 +232,10 @@ class Raid0(Layout):
     def readinto(self, offset: int, out: memoryview) -> None:
         """One gathered read per run of consecutive stripe units on a member."""
         self.check_redundancy()
-        runs: dict[int, list] = {}  # member -> [[member offset, buffers, end], ...]
+        reads = GatheredReads()
         for i, mo, do, n in self._chunks(offset, len(out)):
-            mine = runs.setdefault(i, [])
-            if mine and mine[-1][2] == mo:
-                mine[-1][1].append(out[do:do + n])
-                mine[-1][2] += n
-            else:
-                mine.append([mo, [out[do:do + n]], mo + n])
-        for i, mine in runs.items():
-            for mo, bufs, _ in mine:
-                self.m.readinto(i, mo, bufs)
+            reads.add(i, mo, out[do:do + n])
+        reads.read(self.m)
 
     def write(self, offset: int, data: bytes) -> None:
         self.check_redundancy()

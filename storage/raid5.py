@@ -19,7 +19,7 @@ import numpy as np
 
 from .errors import VolumeError
 from .pool import VolumeRecord
-from .raid import Layout, Members, _xor
+from .raid import GatheredReads, Layout, Members, _xor
 from .stripelog import CLEARED, LOG_DATA, LOG_OFFSET, StripeLogEntry
 
 
@@ -88,7 +88,7 @@ class Raid5(Layout):
         self.drain()  # a held-back stripe start must be read back as written
         healthy = not self.m.failed()  # after the drain: writing it may have failed a member
         su, n, base = self.su, self.n, self.base
-        runs: dict[int, list] = {}  # disk -> [[member offset, buffers, end], ...]
+        reads = GatheredReads()
         pos, end = offset, offset + len(out)
         while pos < end:
             chunk, within = divmod(pos, su)
@@ -98,18 +98,11 @@ class Raid5(Layout):
             moff = base + stripe * su + within
             view = out[pos - offset:pos - offset + count]
             if healthy or self.m.readable(disk, moff, count):
-                mine = runs.setdefault(disk, [])
-                if mine and mine[-1][2] == moff:
-                    mine[-1][1].append(view)
-                    mine[-1][2] += count
-                else:
-                    mine.append([moff, [view], moff + count])
+                reads.add(disk, moff, view)
             else:
                 view[:] = self._read_chunk(stripe, disk, within, count)
             pos += count
-        for disk, mine in runs.items():
-            for moff, bufs, _ in mine:
-                self.m.readinto(disk, moff, bufs)
+        reads.read(self.m)
 
     # -- writes -------------------------------------------------------------------------
 

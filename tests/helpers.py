@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import io
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from guests.reference import qemu_status
+from guests.reference import installed_qemu
 from guests.reference import qemu_command as reference_command
 from vmm.netbackend import free_udp_port  # noqa: F401  (the tests import it from here)
 
 REPO = Path(__file__).resolve().parent.parent
 GUEST_BUILD = REPO / "guests" / "build"
-QEMU = shutil.which("qemu-system-i386")
+QEMU = installed_qemu()
 # Lines that hold platform values, not behaviour (../shared/DESIGN.md): memory sizes
 # reported by firmware, QEMU's habit of putting the kernel path on the command line, PCI
 # slots/BARs/IRQs, INQUIRY vendor and product strings, MAC addresses.

@@ -258,9 +258,7 @@ class Checkpointer:
         while not self._stop.wait(self.every):
             self._done.clear()
             self._request(self.take_now)
-            while not self._done.wait(0.1):
-                if self._stop.is_set():
-                    return
+            self._done.wait()  # set by take_now, or by stop() when the VM is gone
 
     def take_now(self) -> None:
         """In the run loop, between slices."""
@@ -276,6 +274,7 @@ class Checkpointer:
 
     def stop(self) -> None:
         self._stop.set()
+        self._done.set()
 
 
 def _geometry(disk) -> dict[str, int]:

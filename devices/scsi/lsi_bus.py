@@ -312,6 +312,7 @@ class ScsiBus:
                 c.msg_in = bytes([MSG_SAVE_DATA_POINTER, MSG_DISCONNECT])
                 c.disconnecting = True
         elif request.direction is DataDirection.TO_DEVICE and length:
+            c.data = bytearray()  # DATA OUT appends to it in place
             c.data_length = length
             self._request = request
         else:
@@ -322,9 +323,7 @@ class ScsiBus:
     def _data_out(self, data: bytes) -> int:
         c = self.conn
         taken = self.wanted_out(len(data))
-        if not isinstance(c.data, bytearray):
-            c.data = bytearray(c.data)  # appended in place: a scatter list of pages is linear
-        c.data += data[:taken]
+        c.data += data[:taken]  # a bytearray (_issue): a scatter list of pages is linear
         c.data_position += taken
         if c.data_position >= c.data_length:
             request = self._request
@@ -346,10 +345,17 @@ class ScsiBus:
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
-        self.conn = Connection(**state["connection"])
-        self.suspended = [Connection(**nexus) for nexus in state["suspended"]]
+        self.conn = _connection(state["connection"])
+        self.suspended = [_connection(nexus) for nexus in state["suspended"]]
         self.disconnect_reads = bool(state["disconnect_reads"])
         self._request = None
+
+
+def _connection(state: dict[str, Any]) -> Connection:
+    conn = Connection(**state)
+    if conn.direction == DataDirection.TO_DEVICE.value:
+        conn.data = bytearray(conn.data)  # a DATA OUT in progress goes on appending
+    return conn
 
 
 def _plain_connection(conn: Connection) -> dict[str, Any]:
